@@ -1,0 +1,32 @@
+# synod developer targets. The default test run is `go test ./...`.
+GO ?= go
+
+.PHONY: test race vet sim soak bench bench-core ci
+
+test:
+	$(GO) test ./...
+
+race:
+	$(GO) test -race -short ./sim/... ./cmd/...
+
+vet:
+	$(GO) vet ./...
+	cd bench && $(GO) vet ./...
+
+# The CI swarm: 300 seeds, each drawing its own cluster size and fault mix.
+sim:
+	$(GO) run ./cmd/synod sim --protocol raft --seeds 1-300
+
+# A long soak: 10,000 seeds. Takes a while; prints every failing seed.
+soak:
+	$(GO) run ./cmd/synod sim --protocol raft --seeds 1-10000
+
+# Core benchmarks: synod's Raft against etcd-io/raft and hashicorp/raft, in process.
+bench-core:
+	cd bench && $(GO) run ./cmd/corebench
+
+bench: bench-core
+	$(GO) test -run '^$$' -bench . -benchmem ./raft/ ./sim/
+
+ci:
+	bash .ci/run

@@ -1,0 +1,288 @@
+package sim
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/synod-io/synod/consensus"
+	"github.com/synod-io/synod/kv"
+	"github.com/synod-io/synod/sim/check"
+)
+
+// client is a closed-loop client: one operation at a time, retried at
+// other nodes on timeouts and redirects, under one session so that a retried
+// write applies exactly once.
+type client struct {
+	index  int32
+	id     uint64 // session client ID; never zero
+	seq    uint64
+	target int // the node it believes leads
+	op     *clientOp
+	// lastSeen remembers the last value seen per key, to make
+	// compare-and-swaps that may succeed.
+	lastSeen map[string]string
+}
+
+// clientOp is the operation a client has outstanding.
+type clientOp struct {
+	input     check.KVInput
+	data      []byte
+	keys      []string
+	session   consensus.Session
+	call      int64 // history time
+	callUnits int64
+	attempts  int
+	attempt   uint64 // ID of the live attempt
+	// mayHaveApplied is set once an attempt of a write timed out: the
+	// write may have taken effect.
+	mayHaveApplied bool
+}
+
+// request is what a client sends a node.
+type request struct {
+	client  int32
+	attempt uint64
+	op      *clientOp
+}
+
+// reply is what a node sends back.
+type reply struct {
+	// notLeader is set when the node refused; hint names the leader.
+	notLeader bool
+	hint      consensus.NodeID
+	// failed is set when the node could not take the request for another
+	// reason (a full queue); the client retries.
+	failed bool
+	result kv.Result
+}
+
+// clientNext draws the client's next operation and sends it.
+func (w *world) clientNext(c *client) {
+	if w.now >= (w.cfg.FaultTicks+w.cfg.LivenessTicks)*UnitsPerTick {
+		return
+	}
+	wl := &w.cfg.Workload
+	key := 0
+	if wl.Keys > 1 && w.wrng.Float64() >= wl.HotKey {
+		key = w.wrng.IntN(wl.Keys)
+	}
+	k := fmt.Sprintf("k%d", key)
+	c.seq++
+	in := check.KVInput{Key: k}
+	total := wl.PutWeight + wl.GetWeight + wl.DeleteWeight + wl.CASWeight
+	switch x := w.wrng.IntN(total); {
+	case x < wl.PutWeight:
+		in.Kind, in.Value = check.KVPut, fmt.Sprintf("c%d.%d", c.id, c.seq)
+	case x < wl.PutWeight+wl.GetWeight:
+		in.Kind = check.KVGet
+	case x < wl.PutWeight+wl.GetWeight+wl.DeleteWeight:
+		in.Kind = check.KVDelete
+	default:
+		in.Kind, in.Value = check.KVCompareAndSwap, fmt.Sprintf("c%d.%d", c.id, c.seq)
+		in.Expected = c.lastSeen[k]
+	}
+	op := &clientOp{input: in, session: consensus.Session{ClientID: c.id, Seq: c.seq}}
+	if in.Kind != check.KVGet {
+		req := requestFor(in)
+		op.data = req.Encode()
+		op.keys = req.Keys()
+	}
+	w.hclock++
+	op.call, op.callUnits = w.hclock, w.now
+	c.op = op
+	w.sendAttempt(c)
+}
+
+func requestFor(in check.KVInput) kv.Request {
+	switch in.Kind {
+	case check.KVPut:
+		return kv.Put(in.Key, in.Value)
+	case check.KVDelete:
+		return kv.Delete(in.Key)
+	case check.KVCompareAndSwap:
+		return kv.CompareAndSwap(in.Key, in.Expected, in.Value)
+	}
+	return kv.Get(in.Key)
+}
+
+// sendAttempt sends the client's operation to its target node.
+func (w *world) sendAttempt(c *client) {
+	op := c.op
+	op.attempts++
+	w.nextID++
+	op.attempt = w.nextID
+	lat := w.cfg.Workload.ClientLatencyUnits
+	w.schedule(w.now+lat, event{kind: evClientRequest, node: int32(c.target),
+		req: &request{client: c.index, attempt: op.attempt, op: op}})
+	w.schedule(w.now+w.cfg.Workload.TimeoutTicks*UnitsPerTick, event{kind: evClientTimeout, node: -1,
+		client: c.index, attempt: op.attempt})
+}
+
+// serveRequest is a node receiving a client request.
+func (w *world) serveRequest(ev event) {
+	n := w.nodes[ev.node]
+	if !n.alive {
+		return // the client times out
+	}
+	if w.now < n.pausedUntil {
+		w.schedule(n.pausedUntil+1, ev)
+		return
+	}
+	rq := ev.req
+	var err error
+	if rq.op.input.Kind == check.KVGet {
+		w.nextID++
+		id := w.nextID
+		if err = n.replica.ReadIndex(readContext(id)); err == nil {
+			n.pendingReads[id] = pendingRead{client: rq.client, attempt: rq.attempt, key: rq.op.input.Key}
+		}
+	} else {
+		cmd := consensus.Command{Session: rq.op.session, Keys: rq.op.keys, Data: rq.op.data}
+		if err = n.replica.Propose(cmd); err == nil {
+			n.pendingWrites[rq.op.session] = pendingWrite{client: rq.client, attempt: rq.attempt}
+		}
+	}
+	if err != nil {
+		var nl *consensus.NotLeaderError
+		if errors.As(err, &nl) {
+			w.replyTo(rq.client, rq.attempt, &reply{notLeader: true, hint: nl.Leader})
+		} else {
+			w.replyTo(rq.client, rq.attempt, &reply{failed: true})
+		}
+	}
+	w.process(n)
+}
+
+func (w *world) replyTo(client int32, attempt uint64, r *reply) {
+	w.schedule(w.now+w.cfg.Workload.ClientLatencyUnits, event{kind: evClientReply, node: -1,
+		client: client, attempt: attempt, reply: r})
+}
+
+// clientReply is a reply reaching its client.
+func (w *world) clientReply(ev event) {
+	c := w.clients[ev.client]
+	op := c.op
+	if op == nil || op.attempt != ev.attempt {
+		return // a stale reply to an attempt already given up on
+	}
+	r := ev.reply
+	switch {
+	case r.notLeader:
+		if r.hint != consensus.None {
+			c.target = int(r.hint) - 1
+		} else {
+			c.target = w.wrng.IntN(len(w.nodes))
+		}
+		w.retry(c)
+	case r.failed:
+		w.retry(c)
+	default:
+		w.complete(c, r.result)
+	}
+}
+
+// clientTimeout is a client giving up on one attempt.
+func (w *world) clientTimeout(ev event) {
+	c := w.clients[ev.client]
+	op := c.op
+	if op == nil || op.attempt != ev.attempt {
+		return
+	}
+	if op.input.Kind != check.KVGet {
+		op.mayHaveApplied = true
+	}
+	c.target = (c.target + 1 + w.wrng.IntN(len(w.nodes))) % len(w.nodes)
+	w.retry(c)
+}
+
+// retry sends the operation again, or gives up after AttemptsMax attempts.
+func (w *world) retry(c *client) {
+	if c.op.attempts >= w.cfg.Workload.AttemptsMax {
+		w.abandon(c)
+		w.think(c)
+		return
+	}
+	w.sendAttempt(c)
+}
+
+// abandon gives up on the client's operation. A write that may have taken
+// effect goes into the history with an unknown outcome.
+func (w *world) abandon(c *client) {
+	op := c.op
+	c.op = nil
+	if op.mayHaveApplied {
+		w.res.OpsUnknown++
+		w.history = append(w.history, check.KVOperation{Client: int(c.index), Input: op.input,
+			Output: check.KVOutput{Unknown: true}, Call: op.call})
+		// The key's value is now uncertain for this client.
+		delete(c.lastSeen, op.input.Key)
+		return
+	}
+	w.res.OpsFailed++
+}
+
+// complete records a finished operation and schedules the next.
+func (w *world) complete(c *client, res kv.Result) {
+	op := c.op
+	c.op = nil
+	out, err := outputOf(op.input, res)
+	if err != nil {
+		// The state machine refused the request: not an outcome the model
+		// knows, so count it as failed (or unknown if it may have applied
+		// in an earlier attempt).
+		w.trace.note(w.now, fmt.Sprintf("client %d: %v", c.id, err))
+		c.op = op
+		w.abandon(c)
+		w.think(c)
+		return
+	}
+	w.hclock++
+	w.history = append(w.history, check.KVOperation{Client: int(c.index), Input: op.input, Output: out,
+		Call: op.call, Return: w.hclock})
+	w.res.OpsOK++
+	w.res.latencyUnits = append(w.res.latencyUnits, w.now-op.callUnits)
+	w.trace.hash(uint64(w.now), 0xc11e, c.id, op.session.Seq, uint64(op.input.Kind))
+	switch op.input.Kind {
+	case check.KVPut:
+		c.lastSeen[op.input.Key] = op.input.Value
+	case check.KVGet:
+		c.lastSeen[op.input.Key] = out.Value
+	case check.KVDelete:
+		c.lastSeen[op.input.Key] = ""
+	case check.KVCompareAndSwap:
+		if out.OK {
+			c.lastSeen[op.input.Key] = op.input.Value
+		}
+	}
+	if op.callUnits >= w.cfg.FaultTicks*UnitsPerTick {
+		w.livenessOK = true
+	}
+	w.think(c)
+}
+
+func (w *world) think(c *client) {
+	d := int64(1)
+	if m := w.cfg.Workload.ThinkTicksMax * UnitsPerTick; m > 0 {
+		d += w.wrng.Int64N(m)
+	}
+	w.schedule(w.now+d, event{kind: evClientNext, node: -1, client: c.index})
+}
+
+// outputOf turns a state-machine result into what the model checks.
+func outputOf(in check.KVInput, res kv.Result) (check.KVOutput, error) {
+	if res.Err != nil {
+		return check.KVOutput{}, res.Err
+	}
+	var out check.KVOutput
+	switch in.Kind {
+	case check.KVGet:
+		if len(res.KVs) > 0 {
+			out.Exists, out.Value = true, string(res.KVs[0].Value)
+		}
+	case check.KVDelete:
+		out.Deleted = res.Deleted
+	case check.KVCompareAndSwap:
+		out.OK = res.Succeeded
+	}
+	return out, nil
+}

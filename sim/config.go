@@ -1,0 +1,239 @@
+// Package sim is synod's deterministic simulator. It runs real protocol
+// cores (the same code the real node runs) on one goroutine, in virtual
+// time, over a simulated network that delays, loses, duplicates and
+// reorders messages and can be partitioned, with nodes that crash, restart
+// from what they persisted, and pause. Closed-loop clients drive a
+// key-value workload and record a history, and checkers (package
+// sim/check) verify linearizability, election safety, state-machine safety,
+// leader completeness and liveness.
+//
+// Every random choice comes from Config.Seed, so a run is reproducible: the
+// same Config gives the same trace, and Result.TraceHash tells.
+package sim
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/synod-io/synod/consensus"
+)
+
+// UnitsPerTick is the resolution of virtual time: one tick is this many
+// units. Network latencies are given in units, so a message can arrive
+// between two ticks.
+const UnitsPerTick = 1000
+
+// Protocol builds replicas for the simulator.
+type Protocol struct {
+	// Name identifies the protocol in summaries ("raft").
+	Name string
+	// New builds the replica id of a cluster of peers. durable holds every
+	// record the replica's previous incarnations persisted, in order (nil
+	// on first start). rand is the replica's own seeded source.
+	New func(id consensus.NodeID, peers []consensus.NodeID, durable []consensus.Record, rand consensus.Rand) (consensus.Replica, error)
+}
+
+// NetworkConfig describes the simulated network. Rates are probabilities
+// per message, in [0, 1].
+type NetworkConfig struct {
+	// LatencyMinUnits and LatencyMaxUnits bound each directed link's base
+	// one-way latency, drawn once per link at the start.
+	LatencyMinUnits int64
+	LatencyMaxUnits int64
+	// JitterUnits is the most added to a link's latency per message.
+	JitterUnits int64
+	// Loss is the chance a message is dropped.
+	Loss float64
+	// Duplicate is the chance a message is delivered twice.
+	Duplicate float64
+	// Reorder is the chance a message is held back by up to
+	// ReorderDelayUnits, so later messages overtake it.
+	Reorder           float64
+	ReorderDelayUnits int64
+}
+
+// FaultConfig describes the faults injected during the fault phase. Rates
+// are the chance per tick that a fault of that kind starts.
+type FaultConfig struct {
+	// Crash: a node crashes, losing everything it did not persist, and
+	// restarts after a downtime in [1, CrashDowntimeMaxTicks] ticks.
+	Crash                 float64
+	CrashDowntimeMaxTicks int64
+	// Partition: the nodes split into two random groups that cannot talk,
+	// for up to PartitionMaxTicks ticks.
+	Partition         float64
+	PartitionMaxTicks int64
+	// AsymmetricPartition: one node can send but not receive (or the
+	// other way round), for up to PartitionMaxTicks ticks.
+	AsymmetricPartition float64
+	// Clog: one directed link holds every message until the clog clears,
+	// up to ClogMaxTicks ticks later.
+	Clog         float64
+	ClogMaxTicks int64
+	// Pause: a node stops (as in a long GC pause or a stopped VM) for up to
+	// PauseMaxTicks ticks; messages to it queue and arrive when it resumes.
+	Pause         float64
+	PauseMaxTicks int64
+	// ClockDrift is the most a node's tick period differs from nominal,
+	// as a fraction (0.01 = ±1%), drawn per node.
+	ClockDrift float64
+}
+
+// WorkloadConfig describes the clients.
+type WorkloadConfig struct {
+	// Clients is the number of closed-loop clients; each has at most one
+	// operation outstanding.
+	Clients int
+	// Keys is the size of the key space.
+	Keys int
+	// HotKey is the chance an operation goes to key 0, raising conflicts.
+	HotKey float64
+	// Weights of each operation kind in the mix.
+	PutWeight, GetWeight, DeleteWeight, CASWeight int
+	// ThinkTicksMax is the most a client waits between operations.
+	ThinkTicksMax int64
+	// TimeoutTicks is how long a client waits for one attempt before
+	// retrying at another node.
+	TimeoutTicks int64
+	// AttemptsMax bounds the attempts of one operation; then the client
+	// gives up, and an operation that may have taken effect is recorded
+	// with an unknown outcome.
+	AttemptsMax int
+	// ClientLatencyUnits is the one-way latency between a client and any
+	// node.
+	ClientLatencyUnits int64
+}
+
+// Config is one simulation run.
+type Config struct {
+	Seed     int64
+	Protocol Protocol
+	// Nodes is the cluster size.
+	Nodes int
+	// FaultTicks is the length of the fault phase. After it, every fault
+	// stops: partitions heal, crashed nodes restart, the network becomes
+	// reliable, and the cluster must commit again within LivenessTicks.
+	FaultTicks    int64
+	LivenessTicks int64
+	Network       NetworkConfig
+	Faults        FaultConfig
+	Workload      WorkloadConfig
+	// TraceTail is how many recent events a violation report shows.
+	TraceTail int
+	// CheckTimeoutSec bounds the wall time of the linearizability check
+	// (0: no bound); a check that runs out is reported as inconclusive.
+	CheckTimeoutSec int
+}
+
+// DefaultConfig returns a moderate run: five nodes, all fault kinds at low
+// rates, 2,000 ticks of faults.
+func DefaultConfig(seed int64, p Protocol) Config {
+	return Config{
+		Seed:          seed,
+		Protocol:      p,
+		Nodes:         5,
+		FaultTicks:    2000,
+		LivenessTicks: 200,
+		Network: NetworkConfig{
+			LatencyMinUnits:   50,
+			LatencyMaxUnits:   500,
+			JitterUnits:       200,
+			Loss:              0.02,
+			Duplicate:         0.01,
+			Reorder:           0.02,
+			ReorderDelayUnits: 3000,
+		},
+		Faults: FaultConfig{
+			Crash:                 0.005,
+			CrashDowntimeMaxTicks: 60,
+			Partition:             0.004,
+			PartitionMaxTicks:     80,
+			AsymmetricPartition:   0.002,
+			Clog:                  0.004,
+			ClogMaxTicks:          30,
+			Pause:                 0.003,
+			PauseMaxTicks:         30,
+			ClockDrift:            0.01,
+		},
+		Workload: WorkloadConfig{
+			Clients:            10,
+			Keys:               8,
+			HotKey:             0.2,
+			PutWeight:          3,
+			GetWeight:          4,
+			DeleteWeight:       1,
+			CASWeight:          2,
+			ThinkTicksMax:      2,
+			TimeoutTicks:       40,
+			AttemptsMax:        8,
+			ClientLatencyUnits: 100,
+		},
+		TraceTail:       40,
+		CheckTimeoutSec: 60,
+	}
+}
+
+// Validate reports the first bad field, saying what is allowed.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf("sim: "+format, args...)) }
+	if c.Protocol.New == nil {
+		bad("Protocol.New is nil; choose a protocol (for example sim.Raft())")
+	}
+	if c.Nodes < 1 || c.Nodes > 64 {
+		bad("Nodes = %d; want 1..64", c.Nodes)
+	}
+	if c.FaultTicks < 0 {
+		bad("FaultTicks = %d; want >= 0", c.FaultTicks)
+	}
+	if c.LivenessTicks < 1 {
+		bad("LivenessTicks = %d; want >= 1", c.LivenessTicks)
+	}
+	n := &c.Network
+	if n.LatencyMinUnits < 1 || n.LatencyMaxUnits < n.LatencyMinUnits {
+		bad("latency bounds [%d, %d] units; want 1 <= min <= max", n.LatencyMinUnits, n.LatencyMaxUnits)
+	}
+	if n.JitterUnits < 0 || n.ReorderDelayUnits < 0 {
+		bad("JitterUnits and ReorderDelayUnits must be >= 0")
+	}
+	rates := []struct {
+		name string
+		p    float64
+	}{{"Loss", n.Loss}, {"Duplicate", n.Duplicate}, {"Reorder", n.Reorder},
+		{"Crash", c.Faults.Crash}, {"Partition", c.Faults.Partition},
+		{"AsymmetricPartition", c.Faults.AsymmetricPartition}, {"Clog", c.Faults.Clog},
+		{"Pause", c.Faults.Pause}, {"HotKey", c.Workload.HotKey}}
+	for _, r := range rates {
+		if r.p < 0 || r.p > 1 {
+			bad("%s = %v; want a probability in [0, 1]", r.name, r.p)
+		}
+	}
+	if n.Loss >= 0.9 {
+		bad("Loss = %v; want < 0.9 so that the network can deliver anything", n.Loss)
+	}
+	f := &c.Faults
+	if f.CrashDowntimeMaxTicks < 1 || f.PartitionMaxTicks < 1 || f.ClogMaxTicks < 1 || f.PauseMaxTicks < 1 {
+		bad("fault durations must be >= 1 tick")
+	}
+	if f.ClockDrift < 0 || f.ClockDrift > 0.2 {
+		bad("ClockDrift = %v; want 0..0.2", f.ClockDrift)
+	}
+	w := &c.Workload
+	if w.Clients < 0 || w.Clients > 10000 {
+		bad("Clients = %d; want 0..10000", w.Clients)
+	}
+	if w.Keys < 1 {
+		bad("Keys = %d; want >= 1", w.Keys)
+	}
+	if w.PutWeight < 0 || w.GetWeight < 0 || w.DeleteWeight < 0 || w.CASWeight < 0 ||
+		w.PutWeight+w.GetWeight+w.DeleteWeight+w.CASWeight == 0 {
+		bad("operation weights must be >= 0 and not all zero")
+	}
+	if w.TimeoutTicks < 1 || w.AttemptsMax < 1 || w.ThinkTicksMax < 0 || w.ClientLatencyUnits < 1 {
+		bad("TimeoutTicks, AttemptsMax and ClientLatencyUnits must be >= 1, ThinkTicksMax >= 0")
+	}
+	if c.TraceTail < 0 {
+		bad("TraceTail = %d; want >= 0", c.TraceTail)
+	}
+	return errors.Join(errs...)
+}

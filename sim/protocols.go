@@ -1,0 +1,50 @@
+package sim
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/synod-io/synod/consensus"
+	"github.com/synod-io/synod/raft"
+)
+
+// Raft returns the Raft protocol with its default configuration, changed by
+// each of adjust in turn (tests use this to tune timeouts or swap in a
+// known-wrong variant).
+func Raft(adjust ...func(*raft.Config)) Protocol {
+	return Protocol{
+		Name: "raft",
+		New: func(id consensus.NodeID, peers []consensus.NodeID, durable []consensus.Record, rand consensus.Rand) (consensus.Replica, error) {
+			cfg := raft.DefaultConfig(id, peers, rand)
+			for _, f := range adjust {
+				f(&cfg)
+			}
+			return raft.New(cfg, durable)
+		},
+	}
+}
+
+// protocols are the protocols the simulator can run by name.
+var protocols = map[string]func() Protocol{
+	"raft": func() Protocol { return Raft() },
+}
+
+// ProtocolNames lists the protocols ProtocolByName knows, sorted.
+func ProtocolNames() []string {
+	names := make([]string, 0, len(protocols))
+	for n := range protocols {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	return names
+}
+
+// ProtocolByName returns a protocol by its name.
+func ProtocolByName(name string) (Protocol, error) {
+	f, ok := protocols[name]
+	if !ok {
+		return Protocol{}, fmt.Errorf("sim: unknown protocol %q; choose one of %s", name, strings.Join(ProtocolNames(), ", "))
+	}
+	return f(), nil
+}

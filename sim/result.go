@@ -1,0 +1,138 @@
+package sim
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/synod-io/synod/sim/check"
+)
+
+// FaultCounts counts the faults injected in a run.
+type FaultCounts struct {
+	Crash, CrashMidReady, Restart        int
+	Partition, AsymmetricPartition, Clog int
+	Pause                                int
+}
+
+// Total is the number of faults injected (restarts are not faults).
+func (f FaultCounts) Total() int {
+	return f.Crash + f.Partition + f.AsymmetricPartition + f.Clog + f.Pause
+}
+
+// LatencyTicks summarises the latency of completed operations, in ticks.
+type LatencyTicks struct {
+	P50, P90, P99, Max float64
+}
+
+// Result is what a run did and what the checkers found.
+type Result struct {
+	// Config is the exact configuration run; Run(Config) replays it.
+	Config   Config
+	Seed     int64
+	Protocol string
+	Nodes    int
+	// Ticks is the simulated time covered.
+	Ticks float64
+	// Wall is the wall-clock time the run took, checks included.
+	Wall time.Duration
+	// SimWall is the wall-clock time of the simulation alone, without the
+	// final checks.
+	SimWall time.Duration
+
+	OpsOK      int // completed, outcome known
+	OpsFailed  int // given up on, certainly without effect
+	OpsUnknown int // given up on, may have taken effect
+	Latency    LatencyTicks
+	// LeaderChanges counts terms that had a leader.
+	LeaderChanges int
+	// Committed is the highest index applied on any node.
+	Committed uint64
+	Faults    FaultCounts
+
+	MessagesSent, MessagesDelivered, MessagesDropped, MessagesDuplicated int
+
+	// Linearizability is porcupine's verdict: Ok, Illegal or Unknown (the
+	// check ran out of time); empty if it did not run.
+	Linearizability string
+	Violations      []*check.Violation
+	// TraceTail is the last events before the first violation.
+	TraceTail []string
+	// TraceHash is a digest of the whole run; equal configs give equal
+	// hashes.
+	TraceHash uint64
+
+	latencyUnits []int64
+	lin          *check.LinearizabilityResult
+}
+
+// OK reports whether no checker found a violation.
+func (r *Result) OK() bool { return len(r.Violations) == 0 }
+
+// Throughput is completed operations per 1,000 simulated ticks.
+func (r *Result) Throughput() float64 {
+	if r.Ticks == 0 {
+		return 0
+	}
+	return float64(r.OpsOK) / r.Ticks * 1000
+}
+
+// SimSpeed is simulated ticks per wall-clock second.
+func (r *Result) SimSpeed() float64 {
+	if r.SimWall <= 0 {
+		return 0
+	}
+	return r.Ticks / r.SimWall.Seconds()
+}
+
+func (r *Result) latencies() {
+	l := r.latencyUnits
+	if len(l) == 0 {
+		return
+	}
+	slices.Sort(l)
+	at := func(q float64) float64 {
+		i := int(q * float64(len(l)-1))
+		return float64(l[i]) / UnitsPerTick
+	}
+	r.Latency = LatencyTicks{P50: at(0.5), P90: at(0.9), P99: at(0.99), Max: float64(l[len(l)-1]) / UnitsPerTick}
+}
+
+// WriteVisualization writes porcupine's HTML view of the run's history to
+// path. It reports an error if linearizability was not checked.
+func (r *Result) WriteVisualization(path string) error {
+	if r.lin == nil {
+		return fmt.Errorf("sim: no linearizability check ran for seed %d", r.Seed)
+	}
+	return r.lin.WriteVisualization(path, time.Duration(r.Config.CheckTimeoutSec)*time.Second)
+}
+
+// Report formats the violations and the trace tail for a human.
+func (r *Result) Report() string {
+	if r.OK() {
+		return ""
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "seed %d (%s, %d nodes): %d violation(s)\n", r.Seed, r.Protocol, r.Nodes, len(r.Violations))
+	for _, v := range r.Violations {
+		fmt.Fprintf(&b, "  %v\n", v)
+	}
+	if len(r.TraceTail) > 0 {
+		fmt.Fprintf(&b, "  last %d events:\n", len(r.TraceTail))
+		for _, l := range r.TraceTail {
+			fmt.Fprintf(&b, "    %s\n", l)
+		}
+	}
+	return b.String()
+}
+
+// LatencySamplesTicks returns the latency of every completed operation, in
+// ticks, sorted.
+func (r *Result) LatencySamplesTicks() []float64 {
+	out := make([]float64, len(r.latencyUnits))
+	for i, u := range r.latencyUnits {
+		out[i] = float64(u) / UnitsPerTick
+	}
+	return out
+}

@@ -1,0 +1,417 @@
+package sim
+
+import (
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"time"
+
+	"github.com/synod-io/synod/consensus"
+	"github.com/synod-io/synod/kv"
+	"github.com/synod-io/synod/sim/check"
+)
+
+// readyLoopsMax bounds how many Readys a node may produce in a row after
+// one input; a replica that keeps producing work forever is a bug.
+const readyLoopsMax = 1000
+
+// node is one simulated machine.
+type node struct {
+	id    consensus.NodeID
+	index int
+	// alive is false while crashed.
+	alive bool
+	// incarnation counts restarts; it seeds the replica's randomness.
+	incarnation uint64
+	replica     consensus.Replica
+	store       *kv.Store
+	// disk is every record persisted, in order; it survives crashes.
+	disk []consensus.Record
+	// tickPeriod is this node's tick length in units (clock drift).
+	tickPeriod int64
+	// pausedUntil: while now < pausedUntil the node does nothing.
+	pausedUntil int64
+	// crashAfterPersist: the node crashes in the middle of handling its
+	// next Ready, after persisting and before sending or applying.
+	crashAfterPersist bool
+	applied           uint64
+	role              consensus.Role
+	term              uint64
+	// Client work waiting on this node.
+	pendingWrites map[consensus.Session]pendingWrite
+	pendingReads  map[uint64]pendingRead
+	readStates    []consensus.ReadState
+}
+
+type pendingWrite struct {
+	client  int32
+	attempt uint64
+}
+
+type pendingRead struct {
+	client  int32
+	attempt uint64
+	key     string
+}
+
+// world is the state of one run.
+type world struct {
+	cfg   Config
+	rng   *rand.Rand // network, faults
+	wrng  *rand.Rand // workload
+	now   int64
+	seq   uint64
+	queue eventQueue
+	nodes []*node
+	peers []consensus.NodeID
+
+	// Network state.
+	net       NetworkConfig
+	latency   [][]int64 // base latency per directed link
+	blocked   [][]int   // > 0: link drops everything
+	clogUntil [][]int64 // link holds messages until this time
+	blocks    [][][2]int
+	quiet     bool
+
+	clients []*client
+	history []check.KVOperation
+	hclock  int64 // history timestamps: strictly increasing
+	nextID  uint64
+
+	// Checkers.
+	election   *check.ElectionSafety
+	agreement  *check.Agreement
+	maxTerm    uint64
+	violations []*check.Violation
+	livenessOK bool
+
+	trace traceLog
+	res   *Result
+}
+
+// Run executes one simulation and checks it. It returns an error only for
+// an invalid Config; broken rules are reported in Result.Violations.
+func Run(cfg Config) (*Result, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	start := time.Now()
+	w := newWorld(cfg)
+	if err := w.boot(); err != nil {
+		return nil, err
+	}
+	end := (cfg.FaultTicks + cfg.LivenessTicks) * UnitsPerTick
+	for w.queue.len() > 0 && len(w.violations) == 0 {
+		ev := w.queue.pop()
+		if ev.at > end {
+			break
+		}
+		w.now = ev.at
+		w.handle(ev)
+	}
+	w.now = end
+	w.res.SimWall = time.Since(start)
+	w.finish()
+	w.res.Wall = time.Since(start)
+	return w.res, nil
+}
+
+func newWorld(cfg Config) *world {
+	seed := uint64(cfg.Seed)
+	w := &world{
+		cfg:       cfg,
+		rng:       rand.New(rand.NewPCG(seed, 0x5eed0001)),
+		wrng:      rand.New(rand.NewPCG(seed, 0x5eed0002)),
+		net:       cfg.Network,
+		election:  check.NewElectionSafety(),
+		agreement: check.NewAgreement(),
+		trace:     newTraceLog(cfg.TraceTail),
+		res:       &Result{Config: cfg, Seed: cfg.Seed, Protocol: cfg.Protocol.Name, Nodes: cfg.Nodes},
+	}
+	n := cfg.Nodes
+	w.latency = make([][]int64, n)
+	w.blocked = make([][]int, n)
+	w.clogUntil = make([][]int64, n)
+	for i := range n {
+		w.peers = append(w.peers, consensus.NodeID(i+1))
+		w.latency[i] = make([]int64, n)
+		w.blocked[i] = make([]int, n)
+		w.clogUntil[i] = make([]int64, n)
+		for j := range n {
+			w.latency[i][j] = cfg.Network.LatencyMinUnits + w.rng.Int64N(cfg.Network.LatencyMaxUnits-cfg.Network.LatencyMinUnits+1)
+		}
+	}
+	return w
+}
+
+func (w *world) schedule(at int64, e event) {
+	w.seq++
+	e.at, e.seq = at, w.seq
+	w.queue.push(e)
+}
+
+func (w *world) tick() float64 { return float64(w.now) / UnitsPerTick }
+
+func (w *world) violate(v *check.Violation) {
+	if v != nil {
+		w.violations = append(w.violations, v)
+		w.trace.note(w.now, "VIOLATION "+v.Error())
+	}
+}
+
+// boot starts the nodes, the clients and the fault scheduler.
+func (w *world) boot() error {
+	for i := range w.cfg.Nodes {
+		n := &node{id: consensus.NodeID(i + 1), index: i}
+		drift := 1.0
+		if d := w.cfg.Faults.ClockDrift; d > 0 {
+			drift += (w.rng.Float64()*2 - 1) * d
+		}
+		n.tickPeriod = max(1, int64(float64(UnitsPerTick)*drift))
+		w.nodes = append(w.nodes, n)
+		if err := w.start(n); err != nil {
+			return err
+		}
+		// Stagger the nodes' clocks.
+		w.schedule(w.rng.Int64N(n.tickPeriod)+1, event{kind: evTick, node: int32(i)})
+	}
+	w.schedule(UnitsPerTick, event{kind: evFaults, node: -1})
+	w.schedule(w.cfg.FaultTicks*UnitsPerTick, event{kind: evQuiet, node: -1})
+	for i := range w.cfg.Workload.Clients {
+		c := &client{index: int32(i), id: uint64(i + 1), target: w.wrng.IntN(w.cfg.Nodes), lastSeen: map[string]string{}}
+		w.clients = append(w.clients, c)
+		w.schedule(w.wrng.Int64N(UnitsPerTick)+1, event{kind: evClientNext, node: -1, client: int32(i)})
+	}
+	return nil
+}
+
+// start builds (or rebuilds, after a crash) a node's replica from its disk.
+func (w *world) start(n *node) error {
+	n.incarnation++
+	rng := rand.New(rand.NewPCG(uint64(w.cfg.Seed)^uint64(n.id)<<32, n.incarnation))
+	r, err := w.cfg.Protocol.New(n.id, slices.Clone(w.peers), slices.Clone(n.disk), rng)
+	if err != nil {
+		return fmt.Errorf("sim: starting node %d (incarnation %d): %w", n.id, n.incarnation, err)
+	}
+	n.replica = r
+	n.store = kv.New()
+	n.alive = true
+	n.applied = 0
+	n.role, n.term = consensus.RoleFollower, 0
+	n.pendingWrites = map[consensus.Session]pendingWrite{}
+	n.pendingReads = map[uint64]pendingRead{}
+	n.readStates = nil
+	n.crashAfterPersist = false
+	return nil
+}
+
+func (w *world) crash(n *node) {
+	n.alive = false
+	n.replica = nil
+	n.store = nil
+	n.pendingWrites = nil
+	n.pendingReads = nil
+	n.readStates = nil
+	n.crashAfterPersist = false
+	n.role = consensus.RoleFollower
+	w.res.Faults.Crash++
+	w.trace.note(w.now, fmt.Sprintf("crash node %d", n.id))
+}
+
+func (w *world) handle(ev event) {
+	switch ev.kind {
+	case evTick:
+		n := w.nodes[ev.node]
+		w.schedule(w.now+n.tickPeriod, ev)
+		if !n.alive || w.now < n.pausedUntil {
+			return
+		}
+		n.replica.Tick()
+		w.process(n)
+	case evFaults:
+		w.schedule(w.now+UnitsPerTick, ev)
+		if !w.quiet {
+			w.injectFaults()
+		}
+	case evDeliver:
+		w.deliver(ev)
+	case evClientRequest:
+		w.serveRequest(ev)
+	case evClientReply:
+		w.clientReply(ev)
+	case evClientTimeout:
+		w.clientTimeout(ev)
+	case evClientNext:
+		w.clientNext(w.clients[ev.client])
+	case evRestart:
+		n := w.nodes[ev.node]
+		if n.alive {
+			return
+		}
+		if err := w.start(n); err != nil {
+			w.violate(&check.Violation{Checker: "restart", Tick: w.tick(), Detail: err.Error()})
+			return
+		}
+		w.res.Faults.Restart++
+		w.trace.note(w.now, fmt.Sprintf("restart node %d", n.id))
+		w.process(n)
+	case evUnblock:
+		w.unblock(int(ev.client))
+	case evQuiet:
+		w.beginQuiet()
+	}
+}
+
+// process handles a node's Readys until it has no more work: persist, then
+// (unless a crash is armed) send, apply and serve reads, then Advance.
+func (w *world) process(n *node) {
+	for range readyLoopsMax {
+		if !n.alive {
+			return
+		}
+		rd := n.replica.Ready()
+		if rd.Empty() {
+			w.observe(n)
+			return
+		}
+		n.disk = append(n.disk, rd.Persist...)
+		if n.crashAfterPersist {
+			w.res.Faults.CrashMidReady++
+			w.crash(n)
+			w.schedule(w.now+(1+w.rng.Int64N(w.cfg.Faults.CrashDowntimeMaxTicks))*UnitsPerTick, event{kind: evRestart, node: int32(n.index)})
+			return
+		}
+		for _, m := range rd.Messages {
+			w.send(m)
+		}
+		for i := range rd.Committed {
+			w.apply(n, &rd.Committed[i])
+		}
+		n.readStates = append(n.readStates, rd.Reads...)
+		n.replica.Advance(rd)
+		w.serveReads(n)
+	}
+	w.violate(&check.Violation{Checker: "progress", Tick: w.tick(),
+		Detail: fmt.Sprintf("node %d produced %d Readys in a row without settling", n.id, readyLoopsMax)})
+}
+
+// entryReader is implemented by replicas whose log the checkers may read.
+type entryReader interface {
+	Entry(index uint64) (consensus.Entry, bool)
+}
+
+// observe feeds the node's role and term to the checkers.
+func (w *world) observe(n *node) {
+	st := n.replica.Status()
+	if st.Term > w.maxTerm {
+		w.maxTerm = st.Term
+	}
+	becameLeader := st.Role == consensus.RoleLeader && (n.role != consensus.RoleLeader || n.term != st.Term)
+	n.role, n.term = st.Role, st.Term
+	if !becameLeader {
+		return
+	}
+	w.trace.note(w.now, fmt.Sprintf("node %d leads term %d", n.id, st.Term))
+	w.violate(w.election.ObserveLeader(n.id, st.Term, w.tick()))
+	if er, ok := n.replica.(entryReader); ok {
+		w.violate(w.agreement.CheckLeader(n.id, st.Term, 1, er.Entry, w.tick()))
+	}
+}
+
+func (w *world) apply(n *node, e *consensus.Entry) {
+	w.trace.hash(uint64(w.now), 0xa991, uint64(n.id), e.Index, e.Term)
+	if v := w.agreement.Applied(n.id, n.applied, e, w.maxTerm, w.tick()); v != nil {
+		w.violate(v)
+		return
+	}
+	n.applied = e.Index
+	res := n.store.Apply(*e)
+	if e.Type != consensus.EntryNormal || e.Command.Session.ClientID == 0 {
+		return
+	}
+	pw, ok := n.pendingWrites[e.Command.Session]
+	if !ok {
+		return
+	}
+	delete(n.pendingWrites, e.Command.Session)
+	w.replyTo(pw.client, pw.attempt, &reply{result: res})
+}
+
+// serveReads answers reads whose read point the node has applied.
+func (w *world) serveReads(n *node) {
+	kept := n.readStates[:0]
+	for _, rs := range n.readStates {
+		if rs.Index > n.applied {
+			kept = append(kept, rs)
+			continue
+		}
+		id := readID(rs.Context)
+		pr, ok := n.pendingReads[id]
+		if !ok {
+			continue
+		}
+		delete(n.pendingReads, id)
+		res := n.store.Read(kv.Get(pr.key))
+		w.replyTo(pr.client, pr.attempt, &reply{result: res})
+	}
+	n.readStates = kept
+}
+
+// finish ends the run: it records outstanding operations, checks liveness
+// and linearizability, and fills in the result.
+func (w *world) finish() {
+	for _, c := range w.clients {
+		if c.op != nil {
+			w.abandon(c)
+		}
+	}
+	r := w.res
+	r.Ticks = w.tick()
+	r.LeaderChanges = w.election.Leaders()
+	r.Committed = w.agreement.CommittedIndex()
+	r.TraceHash = w.trace.sum
+	if len(w.violations) == 0 && w.cfg.Workload.Clients > 0 && !w.livenessOK {
+		w.violate(&check.Violation{Checker: "liveness", Tick: w.tick(),
+			Detail: fmt.Sprintf("no operation completed in the %d ticks after faults stopped at tick %d", w.cfg.LivenessTicks, w.cfg.FaultTicks)})
+	}
+	r.latencies()
+	if len(w.violations) == 0 {
+		timeout := time.Duration(w.cfg.CheckTimeoutSec) * time.Second
+		lin := check.CheckLinearizable(w.history, timeout)
+		r.Linearizability = string(lin.Result)
+		r.lin = lin
+		if lin.Result == "Illegal" {
+			w.violate(&check.Violation{Checker: "linearizability", Tick: w.tick(),
+				Detail: fmt.Sprintf("the history of %d operations is not linearizable (see the visualization)", lin.Operations)})
+		}
+	}
+	r.Violations = w.violations
+	if len(w.violations) > 0 {
+		r.TraceTail = w.trace.tail()
+	}
+}
+
+// readID decodes a read context.
+func readID(ctx []byte) uint64 {
+	if len(ctx) != 8 {
+		return 0
+	}
+	var id uint64
+	for _, b := range ctx {
+		id = id<<8 | uint64(b)
+	}
+	return id
+}
+
+func readContext(id uint64) []byte {
+	b := make([]byte, 8)
+	for i := 7; i >= 0; i-- {
+		b[i] = byte(id)
+		id >>= 8
+	}
+	return b
+}
+
+// ErrViolation is matched by errors describing a run with violations.
+var ErrViolation = errors.New("sim: violation")

@@ -1,0 +1,163 @@
+package sim_test
+
+import (
+	"flag"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/synod-io/synod/consensus"
+	"github.com/synod-io/synod/sim"
+)
+
+var (
+	swarmSeeds = flag.Int("sim.seeds", 300, "seeds the swarm test runs (-short: a tenth)")
+	swarmFirst = flag.Int64("sim.first", 1, "first seed of the swarm test")
+)
+
+// replayHint says how to rerun one failing seed.
+func replayHint(seed int64) string {
+	return fmt.Sprintf("replay: go test ./sim -run 'TestSwarm/seed=%d$' -v   or   go run ./cmd/synod sim --seed %d --verbose", seed, seed)
+}
+
+// TestSwarm runs the simulator over many seeds, each drawing its own
+// cluster size, fault mix and workload, and requires zero violations.
+func TestSwarm(t *testing.T) {
+	n := *swarmSeeds
+	if testing.Short() {
+		n = max(1, n/10)
+	}
+	for seed := *swarmFirst; seed < *swarmFirst+int64(n); seed++ {
+		t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) {
+			t.Parallel()
+			res, err := sim.Run(sim.Swarm(seed, sim.Raft()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !res.OK() {
+				t.Fatalf("%s%s", res.Report(), replayHint(seed))
+			}
+			if res.Linearizability == "" {
+				t.Fatalf("seed %d: linearizability was not checked", seed)
+			}
+		})
+	}
+}
+
+// TestDeterminism runs the same seed twice and requires the same trace.
+func TestDeterminism(t *testing.T) {
+	for _, seed := range []int64{1, 2, 3} {
+		cfg := sim.Swarm(seed, sim.Raft())
+		a, err := sim.Run(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := sim.Run(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if a.TraceHash != b.TraceHash {
+			t.Fatalf("seed %d: trace hashes differ: %016x vs %016x", seed, a.TraceHash, b.TraceHash)
+		}
+		if a.OpsOK != b.OpsOK || a.MessagesDelivered != b.MessagesDelivered || a.Committed != b.Committed || a.Faults != b.Faults {
+			t.Fatalf("seed %d: runs differ: %+v vs %+v", seed, a, b)
+		}
+		if a.MessagesDelivered == 0 || a.OpsOK == 0 {
+			t.Fatalf("seed %d: nothing happened (%d messages, %d ops)", seed, a.MessagesDelivered, a.OpsOK)
+		}
+	}
+	a, _ := sim.Run(sim.Swarm(10, sim.Raft()))
+	b, _ := sim.Run(sim.Swarm(11, sim.Raft()))
+	if a.TraceHash == b.TraceHash {
+		t.Fatal("different seeds gave the same trace hash")
+	}
+}
+
+// TestFaultFreeRunMakesProgress checks the happy path: without faults,
+// every operation completes.
+func TestFaultFreeRunMakesProgress(t *testing.T) {
+	cfg := sim.DefaultConfig(7, sim.Raft())
+	cfg.Network.Loss, cfg.Network.Duplicate, cfg.Network.Reorder = 0, 0, 0
+	cfg.Faults = sim.FaultConfig{CrashDowntimeMaxTicks: 1, PartitionMaxTicks: 1, ClogMaxTicks: 1, PauseMaxTicks: 1}
+	cfg.FaultTicks = 500
+	res, err := sim.Run(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.OK() {
+		t.Fatal(res.Report())
+	}
+	if res.OpsFailed != 0 || res.OpsUnknown != 0 || res.OpsOK < 100 {
+		t.Fatalf("fault-free run: %d ok, %d failed, %d unknown", res.OpsOK, res.OpsFailed, res.OpsUnknown)
+	}
+	if res.LeaderChanges != 1 {
+		t.Fatalf("fault-free run had %d leaders, want 1", res.LeaderChanges)
+	}
+}
+
+// mute is a replica that never leads and never commits.
+type mute struct{ id consensus.NodeID }
+
+func (m *mute) Tick()                           {}
+func (m *mute) Step(consensus.Message) error    { return nil }
+func (m *mute) Propose(consensus.Command) error { return &consensus.NotLeaderError{} }
+func (m *mute) ReadIndex([]byte) error          { return &consensus.NotLeaderError{} }
+func (m *mute) Ready() consensus.Ready          { return consensus.Ready{} }
+func (m *mute) Advance(consensus.Ready)         {}
+func (m *mute) Status() consensus.Status        { return consensus.Status{ID: m.id} }
+
+// TestLivenessCheckerHasTeeth: a cluster that never commits is reported.
+func TestLivenessCheckerHasTeeth(t *testing.T) {
+	p := sim.Protocol{Name: "mute", New: func(id consensus.NodeID, _ []consensus.NodeID, _ []consensus.Record, _ consensus.Rand) (consensus.Replica, error) {
+		return &mute{id: id}, nil
+	}}
+	cfg := sim.DefaultConfig(1, p)
+	cfg.FaultTicks = 100
+	res, err := sim.Run(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.OK() || res.Violations[0].Checker != "liveness" {
+		t.Fatalf("want a liveness violation, got %v", res.Violations)
+	}
+}
+
+func TestConfigValidation(t *testing.T) {
+	cfg := sim.DefaultConfig(1, sim.Raft())
+	cfg.Nodes = 0
+	cfg.Network.Loss = 1.5
+	_, err := sim.Run(cfg)
+	if err == nil || !strings.Contains(err.Error(), "Nodes = 0") || !strings.Contains(err.Error(), "Loss = 1.5") {
+		t.Fatalf("want errors naming Nodes and Loss, got %v", err)
+	}
+	if _, err := sim.ProtocolByName("zab"); err == nil || !strings.Contains(err.Error(), "raft") {
+		t.Fatalf("unknown protocol: want an error listing the known ones, got %v", err)
+	}
+}
+
+// BenchmarkSimulator measures the simulator's speed on a five-node Raft
+// cluster with ten closed-loop clients and no faults: messages delivered
+// and simulated ticks per wall-clock second.
+func BenchmarkSimulator(b *testing.B) {
+	cfg := sim.DefaultConfig(1, sim.Raft())
+	cfg.Network.Loss, cfg.Network.Duplicate, cfg.Network.Reorder = 0, 0, 0
+	cfg.Faults = sim.FaultConfig{CrashDowntimeMaxTicks: 1, PartitionMaxTicks: 1, ClogMaxTicks: 1, PauseMaxTicks: 1}
+	cfg.Workload.ThinkTicksMax = 0
+	cfg.FaultTicks = 2000
+	cfg.CheckTimeoutSec = 1
+	var msgs int
+	var ticks, simWall float64
+	for b.Loop() {
+		res, err := sim.Run(cfg)
+		if err != nil {
+			b.Fatal(err)
+		}
+		msgs += res.MessagesDelivered
+		ticks += res.Ticks
+		simWall += res.SimWall.Seconds()
+	}
+	// Rates over the simulation alone; the final linearizability check is
+	// reported by ns/op.
+	b.ReportMetric(float64(msgs)/simWall, "msgs/s")
+	b.ReportMetric(ticks/simWall, "ticks/s")
+}

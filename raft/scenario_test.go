@@ -432,6 +432,9 @@ func TestScenarioChurn(t *testing.T) {
 			if len(c.committed) < 100 {
 				c.fatalf("only %d entries committed under churn", len(c.committed))
 			}
+			if c.readsDone < 20 {
+				c.fatalf("only %d reads confirmed under churn", c.readsDone)
+			}
 		})
 	}
 }

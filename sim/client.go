@@ -36,6 +36,8 @@ type clientOp struct {
 	// mayHaveApplied is set once an attempt of a write timed out: the
 	// write may have taken effect.
 	mayHaveApplied bool
+	// backoff is set while the client waits to retry this operation.
+	backoff bool
 }
 
 // request is what a client sends a node.
@@ -56,8 +58,14 @@ type reply struct {
 	result kv.Result
 }
 
-// clientNext draws the client's next operation and sends it.
+// clientNext draws the client's next operation and sends it, or resends
+// the current one after a back-off.
 func (w *world) clientNext(c *client) {
+	if c.op != nil && c.op.backoff {
+		c.op.backoff = false
+		w.retry(c)
+		return
+	}
 	if w.now >= (w.cfg.FaultTicks+w.cfg.LivenessTicks)*UnitsPerTick {
 		return
 	}
@@ -147,6 +155,7 @@ func (w *world) serveRequest(ev event) {
 		if errors.As(err, &nl) {
 			w.replyTo(rq.client, rq.attempt, &reply{notLeader: true, hint: nl.Leader})
 		} else {
+			w.trace.note(w.now, fmt.Sprintf("node %d refused a request of client %d: %v", n.id, rq.op.session.ClientID, err))
 			w.replyTo(rq.client, rq.attempt, &reply{failed: true})
 		}
 	}
@@ -167,15 +176,16 @@ func (w *world) clientReply(ev event) {
 	}
 	r := ev.reply
 	switch {
+	case r.notLeader && r.hint != consensus.None:
+		c.target = int(r.hint) - 1
+		w.retry(c)
 	case r.notLeader:
-		if r.hint != consensus.None {
-			c.target = int(r.hint) - 1
-		} else {
-			c.target = w.wrng.IntN(len(w.nodes))
-		}
-		w.retry(c)
+		// No leader is known (an election may be under way): try another
+		// node after a pause rather than spending attempts at once.
+		c.target = w.wrng.IntN(len(w.nodes))
+		w.retryLater(c)
 	case r.failed:
-		w.retry(c)
+		w.retryLater(c)
 	default:
 		w.complete(c, r.result)
 	}
@@ -205,20 +215,42 @@ func (w *world) retry(c *client) {
 	w.sendAttempt(c)
 }
 
+// retryLater retries after an exponential back-off with jitter: half a
+// tick to one tick after the first refusal, doubling with each attempt, at
+// most half the client timeout.
+func (w *world) retryLater(c *client) {
+	op := c.op
+	op.backoff = true
+	w.nextID++
+	op.attempt = w.nextID // no reply or timeout of an earlier attempt counts now
+	d := min(int64(UnitsPerTick/2)<<min(op.attempts-1, 16), w.cfg.Workload.TimeoutTicks*UnitsPerTick/2)
+	w.schedule(w.now+d+w.wrng.Int64N(d+1), event{kind: evClientNext, node: -1, client: c.index})
+}
+
 // abandon gives up on the client's operation. A write that may have taken
 // effect goes into the history with an unknown outcome.
 func (w *world) abandon(c *client) {
 	op := c.op
 	c.op = nil
 	if op.mayHaveApplied {
-		w.res.OpsUnknown++
+		if !w.quietOver() {
+			w.res.OpsUnknown++
+		}
 		w.history = append(w.history, check.KVOperation{Client: int(c.index), Input: op.input,
 			Output: check.KVOutput{Unknown: true}, Call: op.call})
 		// The key's value is now uncertain for this client.
 		delete(c.lastSeen, op.input.Key)
 		return
 	}
-	w.res.OpsFailed++
+	if !w.quietOver() {
+		w.res.OpsFailed++
+	}
+}
+
+// quietOver reports whether the run has ended (operations still in flight
+// then are counted as pending, not as failed or unknown).
+func (w *world) quietOver() bool {
+	return w.now >= (w.cfg.FaultTicks+w.cfg.LivenessTicks)*UnitsPerTick
 }
 
 // complete records a finished operation and schedules the next.

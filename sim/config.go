@@ -59,6 +59,9 @@ type FaultConfig struct {
 	// restarts after a downtime in [1, CrashDowntimeMaxTicks] ticks.
 	Crash                 float64
 	CrashDowntimeMaxTicks int64
+	// CrashLeader: a node that believes it leads crashes (the "kill the
+	// primary" fault), with the same downtime as Crash.
+	CrashLeader float64
 	// Partition: the nodes split into two random groups that cannot talk,
 	// for up to PartitionMaxTicks ticks.
 	Partition         float64
@@ -145,6 +148,7 @@ func DefaultConfig(seed int64, p Protocol) Config {
 		},
 		Faults: FaultConfig{
 			Crash:                 0.005,
+			CrashLeader:           0.002,
 			CrashDowntimeMaxTicks: 60,
 			Partition:             0.004,
 			PartitionMaxTicks:     80,
@@ -200,7 +204,7 @@ func (c *Config) Validate() error {
 		name string
 		p    float64
 	}{{"Loss", n.Loss}, {"Duplicate", n.Duplicate}, {"Reorder", n.Reorder},
-		{"Crash", c.Faults.Crash}, {"Partition", c.Faults.Partition},
+		{"Crash", c.Faults.Crash}, {"CrashLeader", c.Faults.CrashLeader}, {"Partition", c.Faults.Partition},
 		{"AsymmetricPartition", c.Faults.AsymmetricPartition}, {"Clog", c.Faults.Clog},
 		{"Pause", c.Faults.Pause}, {"HotKey", c.Workload.HotKey}}
 	for _, r := range rates {

@@ -88,16 +88,18 @@ func (w *world) injectFaults() {
 	f := &w.cfg.Faults
 	n := len(w.nodes)
 	if f.Crash > 0 && w.rng.Float64() < f.Crash {
-		nd := w.nodes[w.rng.IntN(n)]
-		if nd.alive {
-			if w.rng.IntN(4) == 0 {
-				// Crash in the middle of handling the next Ready.
-				nd.crashAfterPersist = true
-				w.trace.note(w.now, fmt.Sprintf("arm crash-after-persist on node %d", nd.id))
-			} else {
-				w.crash(nd)
-				w.schedule(w.now+(1+w.rng.Int64N(f.CrashDowntimeMaxTicks))*UnitsPerTick, event{kind: evRestart, node: int32(nd.index)})
+		w.crashSoon(w.nodes[w.rng.IntN(n)])
+	}
+	if f.CrashLeader > 0 && w.rng.Float64() < f.CrashLeader {
+		var leaders []*node
+		for _, nd := range w.nodes {
+			if nd.alive && nd.role == consensus.RoleLeader {
+				leaders = append(leaders, nd)
 			}
+		}
+		if len(leaders) > 0 {
+			w.res.Faults.CrashLeader++
+			w.crashSoon(leaders[w.rng.IntN(len(leaders))])
 		}
 	}
 	if f.Partition > 0 && n > 1 && w.rng.Float64() < f.Partition {
@@ -153,6 +155,21 @@ func (w *world) injectFaults() {
 			w.trace.note(w.now, fmt.Sprintf("pause node %d until tick %d", nd.id, nd.pausedUntil/UnitsPerTick))
 		}
 	}
+}
+
+// crashSoon crashes a live node now or, one time in four, in the middle of
+// handling its next Ready (after persisting, before sending).
+func (w *world) crashSoon(nd *node) {
+	if !nd.alive || nd.crashAfterPersist {
+		return
+	}
+	if w.rng.IntN(4) == 0 {
+		nd.crashAfterPersist = true
+		w.trace.note(w.now, fmt.Sprintf("arm crash-after-persist on node %d", nd.id))
+		return
+	}
+	w.crash(nd)
+	w.schedule(w.now+(1+w.rng.Int64N(w.cfg.Faults.CrashDowntimeMaxTicks))*UnitsPerTick, event{kind: evRestart, node: int32(nd.index)})
 }
 
 // beginQuiet stops every fault: the network becomes reliable, partitions

@@ -14,6 +14,9 @@ type FaultCounts struct {
 	Crash, CrashMidReady, Restart        int
 	Partition, AsymmetricPartition, Clog int
 	Pause                                int
+	// CrashLeader counts crashes aimed at a leader (also counted in Crash
+	// or CrashMidReady).
+	CrashLeader int
 }
 
 // Total is the number of faults injected (restarts are not faults).
@@ -44,6 +47,7 @@ type Result struct {
 	OpsOK      int // completed, outcome known
 	OpsFailed  int // given up on, certainly without effect
 	OpsUnknown int // given up on, may have taken effect
+	OpsPending int // still in flight when the run ended
 	Latency    LatencyTicks
 	// LeaderChanges counts terms that had a leader.
 	LeaderChanges int

@@ -362,7 +362,12 @@ func (w *world) serveReads(n *node) {
 // and linearizability, and fills in the result.
 func (w *world) finish() {
 	for _, c := range w.clients {
-		if c.op != nil {
+		if op := c.op; op != nil {
+			// Still in flight: a write may yet take effect.
+			if op.input.Kind != check.KVGet {
+				op.mayHaveApplied = true
+			}
+			w.res.OpsPending++
 			w.abandon(c)
 		}
 	}

@@ -28,6 +28,7 @@ func Swarm(seed int64, p Protocol) Config {
 	f := &cfg.Faults
 	f.Crash = on(0.02)
 	f.CrashDowntimeMaxTicks = 5 + r.Int64N(100)
+	f.CrashLeader = on(0.01)
 	f.Partition = on(0.015)
 	f.PartitionMaxTicks = 10 + r.Int64N(150)
 	f.AsymmetricPartition = on(0.01)

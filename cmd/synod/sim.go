@@ -34,6 +34,7 @@ type simFlags struct {
 	duplicate  float64
 	reorder    float64
 	crash      float64
+	crashLdr   float64
 	partition  float64
 	asym       float64
 	clog       float64
@@ -83,6 +84,7 @@ visualization of the history. The exit code is 1 if any run has a violation.`,
 	fl.Float64Var(&f.duplicate, "duplicate", 0, "chance a message is delivered twice")
 	fl.Float64Var(&f.reorder, "reorder", 0, "chance a message is held back so later ones overtake it")
 	fl.Float64Var(&f.crash, "crash", 0, "chance per tick that a node crashes (it restarts from its disk)")
+	fl.Float64Var(&f.crashLdr, "crash-leader", 0, "chance per tick that a node that believes it leads crashes")
 	fl.Float64Var(&f.partition, "partition", 0, "chance per tick that the cluster splits in two")
 	fl.Float64Var(&f.asym, "asymmetric-partition", 0, "chance per tick that one node can only send or only receive")
 	fl.Float64Var(&f.clog, "clog", 0, "chance per tick that one link holds its messages for a while")
@@ -146,6 +148,7 @@ func configFor(cmd *cobra.Command, f *simFlags, p sim.Protocol, seed int64) (sim
 		{"duplicate", &cfg.Network.Duplicate, f.duplicate},
 		{"reorder", &cfg.Network.Reorder, f.reorder},
 		{"crash", &cfg.Faults.Crash, f.crash},
+		{"crash-leader", &cfg.Faults.CrashLeader, f.crashLdr},
 		{"partition", &cfg.Faults.Partition, f.partition},
 		{"asymmetric-partition", &cfg.Faults.AsymmetricPartition, f.asym},
 		{"clog", &cfg.Faults.Clog, f.clog},
@@ -221,6 +224,7 @@ func (s *summary) add(r *sim.Result) {
 	s.opsUnknown += r.OpsUnknown
 	s.leaderChanges += r.LeaderChanges
 	s.faults.Crash += r.Faults.Crash
+	s.faults.CrashLeader += r.Faults.CrashLeader
 	s.faults.CrashMidReady += r.Faults.CrashMidReady
 	s.faults.Restart += r.Faults.Restart
 	s.faults.Partition += r.Faults.Partition
@@ -269,8 +273,8 @@ func (s *summary) print(w io.Writer, protocol string, wall time.Duration) {
 	fmt.Fprintf(w, "  latency        p50 %.2f  p90 %.2f  p99 %.2f  max %.2f ticks\n", pct(0.5), pct(0.9), pct(0.99), pct(1))
 	fmt.Fprintf(w, "  leader changes %d\n", s.leaderChanges)
 	f := s.faults
-	fmt.Fprintf(w, "  faults         %d crashes (%d mid-Ready), %d restarts, %d partitions, %d asymmetric, %d clogs, %d pauses\n",
-		f.Crash+f.CrashMidReady, f.CrashMidReady, f.Restart, f.Partition, f.AsymmetricPartition, f.Clog, f.Pause)
+	fmt.Fprintf(w, "  faults         %d crashes (%d of leaders, %d mid-Ready), %d restarts, %d partitions, %d asymmetric, %d clogs, %d pauses\n",
+		f.Crash, f.CrashLeader, f.CrashMidReady, f.Restart, f.Partition, f.AsymmetricPartition, f.Clog, f.Pause)
 	if secs := s.runWall.Seconds(); secs > 0 {
 		fmt.Fprintf(w, "  speed          %.0f simulated ticks and %.0f messages per wall second per run\n",
 			s.ticks/secs, float64(s.delivered)/secs)

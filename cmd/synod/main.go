@@ -20,6 +20,20 @@ type exitError struct {
 func (e *exitError) Error() string { return e.msg }
 
 func main() {
+	if err := newRootCommand().Execute(); err != nil {
+		var ee *exitError
+		if errors.As(err, &ee) {
+			if ee.msg != "" {
+				fmt.Fprintln(os.Stderr, ee.msg)
+			}
+			os.Exit(ee.code)
+		}
+		fmt.Fprintln(os.Stderr, "synod:", err)
+		os.Exit(2)
+	}
+}
+
+func newRootCommand() *cobra.Command {
 	root := &cobra.Command{
 		Use:   "synod",
 		Short: "synod: replicated state machines with Raft, Paxos, EPaxos and gossip",
@@ -32,15 +46,5 @@ Run the deterministic simulator over a range of seeds:
 		SilenceErrors: true,
 	}
 	root.AddCommand(newSimCommand())
-	if err := root.Execute(); err != nil {
-		var ee *exitError
-		if errors.As(err, &ee) {
-			if ee.msg != "" {
-				fmt.Fprintln(os.Stderr, ee.msg)
-			}
-			os.Exit(ee.code)
-		}
-		fmt.Fprintln(os.Stderr, "synod:", err)
-		os.Exit(2)
-	}
+	return root
 }

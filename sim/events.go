@@ -37,16 +37,25 @@ type event struct {
 	reply   *reply
 }
 
-// eventQueue is a binary min-heap of events by (at, seq). It is written out
-// rather than using container/heap to avoid boxing every event.
+// eventQueue is a min-heap of events by (at, seq). The heap holds small
+// pointer-free items that name a slot in a slab of events, so sifting moves
+// 24 bytes without write barriers rather than whole events.
 type eventQueue struct {
-	items []event
+	heap  []queueItem
+	slots []event
+	free  []int32
 }
 
-func (q *eventQueue) len() int { return len(q.items) }
+type queueItem struct {
+	at   int64
+	seq  uint64
+	slot int32
+}
+
+func (q *eventQueue) len() int { return len(q.heap) }
 
 func (q *eventQueue) less(i, j int) bool {
-	a, b := &q.items[i], &q.items[j]
+	a, b := &q.heap[i], &q.heap[j]
 	if a.at != b.at {
 		return a.at < b.at
 	}
@@ -54,24 +63,32 @@ func (q *eventQueue) less(i, j int) bool {
 }
 
 func (q *eventQueue) push(e event) {
-	q.items = append(q.items, e)
-	i := len(q.items) - 1
+	var slot int32
+	if n := len(q.free); n > 0 {
+		slot = q.free[n-1]
+		q.free = q.free[:n-1]
+		q.slots[slot] = e
+	} else {
+		slot = int32(len(q.slots))
+		q.slots = append(q.slots, e)
+	}
+	q.heap = append(q.heap, queueItem{at: e.at, seq: e.seq, slot: slot})
+	i := len(q.heap) - 1
 	for i > 0 {
 		p := (i - 1) / 2
 		if !q.less(i, p) {
 			break
 		}
-		q.items[i], q.items[p] = q.items[p], q.items[i]
+		q.heap[i], q.heap[p] = q.heap[p], q.heap[i]
 		i = p
 	}
 }
 
 func (q *eventQueue) pop() event {
-	top := q.items[0]
-	last := len(q.items) - 1
-	q.items[0] = q.items[last]
-	q.items[last] = event{} // drop references
-	q.items = q.items[:last]
+	slot := q.heap[0].slot
+	last := len(q.heap) - 1
+	q.heap[0] = q.heap[last]
+	q.heap = q.heap[:last]
 	i, n := 0, last
 	for {
 		l := 2*i + 1
@@ -85,8 +102,11 @@ func (q *eventQueue) pop() event {
 		if !q.less(m, i) {
 			break
 		}
-		q.items[i], q.items[m] = q.items[m], q.items[i]
+		q.heap[i], q.heap[m] = q.heap[m], q.heap[i]
 		i = m
 	}
-	return top
+	e := q.slots[slot]
+	q.slots[slot] = event{} // drop references
+	q.free = append(q.free, slot)
+	return e
 }

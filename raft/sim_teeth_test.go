@@ -1,6 +1,10 @@
 package raft_test
 
 import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/synod-io/synod/raft"
@@ -82,6 +86,19 @@ func TestSimulatorCatchesKnownBugs(t *testing.T) {
 						seed, res.Violations, res.TraceHash, again.Violations, again.TraceHash)
 				}
 				t.Logf("bug %s caught at seed %d by %s: %s", tc.bug, seed, v.Checker, v.Detail)
+				report := res.Report()
+				if !strings.Contains(report, fmt.Sprintf("seed %d ", seed)) || len(res.TraceTail) == 0 {
+					t.Fatalf("the report must name the seed and show the last events:\n%s", report)
+				}
+				if v.Checker == "linearizability" {
+					path := filepath.Join(t.TempDir(), "history.html")
+					if err := res.WriteVisualization(path); err != nil {
+						t.Fatalf("writing the visualization: %v", err)
+					}
+					if fi, err := os.Stat(path); err != nil || fi.Size() < 1000 {
+						t.Fatalf("visualization missing or empty: %v", err)
+					}
+				}
 				// Control: correct Raft, tuned the same way, passes the
 				// seeds that caught the bug, so the bug is what failed.
 				correct := sim.Raft(func(c *raft.Config) {

@@ -9,10 +9,12 @@
 // (the deterministic simulator in sim/, or the real node) handles one Ready
 // at a time, in this order, and then calls Advance with it:
 //
-//  1. make every record in Ready.Persist durable (fsync);
-//  2. send Ready.Messages;
-//  3. apply Ready.Committed to the state machine, in order;
-//  4. serve Ready.Reads once the applied index reaches each read's index.
+//  1. if Ready.Restore is set, install that received snapshot durably;
+//  2. make every record in Ready.Persist durable (fsync);
+//  3. send Ready.Messages;
+//  4. if Ready.Restore is set, replace the state machine with the snapshot;
+//     then apply Ready.Committed to the state machine, in order;
+//  5. serve Ready.Reads once the applied index reaches each read's index.
 //
 // Because the same core runs in both hosts, a bug the simulator finds is a
 // bug in production code, and its seed replays it.
@@ -77,12 +79,22 @@ type Ready struct {
 	Committed []Entry
 	// Reads are confirmed read points (see Replica.ReadIndex).
 	Reads []ReadState
+	// Restore, when set, names a snapshot fully received from a peer (see
+	// SnapshotStore): the host must install it durably before it persists
+	// Persist (which records that the log now starts after it), and must
+	// replace its state machine with it before applying Committed, whose
+	// entries follow Restore.Index.
+	Restore *SnapshotMeta
+	// SnapshotWanted asks the host to snapshot its state machine, because
+	// the log has grown past the replica's thresholds (see Compactor).
+	SnapshotWanted bool
 }
 
 // Empty reports whether rd carries no work.
 func (rd Ready) Empty() bool {
 	return len(rd.Persist) == 0 && len(rd.Messages) == 0 &&
-		len(rd.Committed) == 0 && len(rd.Reads) == 0
+		len(rd.Committed) == 0 && len(rd.Reads) == 0 &&
+		rd.Restore == nil && !rd.SnapshotWanted
 }
 
 // A Record is a unit of durable protocol state (Raft: term and vote, log

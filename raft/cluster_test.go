@@ -51,6 +51,8 @@ type cluster struct {
 	// onViolation, if set, is called instead of failing the test; it must
 	// not return (it panics).
 	onViolation func(msg string)
+	// onReady, if set, sees every Ready a node hands out.
+	onReady func(nd *cnode, rd consensus.Ready)
 }
 
 type cnode struct {
@@ -207,6 +209,9 @@ func (c *cluster) handleReady(nd *cnode) bool {
 	rd := nd.r.Ready()
 	if rd.Empty() {
 		return false
+	}
+	if c.onReady != nil {
+		c.onReady(nd, rd)
 	}
 	nd.durable = append(nd.durable, rd.Persist...)
 	for _, m := range rd.Messages {

@@ -64,9 +64,11 @@ type Config struct {
 	Peers []consensus.NodeID
 
 	// ElectionTimeoutTicks is the base election timeout E. Each timeout is
-	// drawn uniformly from [E, 2E). A follower that heard from a leader
-	// within E ticks refuses (pre-)votes, and a leader with CheckQuorum
-	// steps down if it has not heard from a majority within E ticks.
+	// drawn uniformly from [E, 2E). With CheckQuorum, a leader checks every
+	// E ticks that a majority answered since the previous check and steps
+	// down if not (so at most 2E ticks after it last heard from a
+	// majority), and a replica that leads or heard from a leader within E
+	// ticks ignores (pre-)votes for later terms (leader stickiness).
 	// Must be greater than HeartbeatTicks.
 	ElectionTimeoutTicks int
 	// HeartbeatTicks is the interval at which a leader sends heartbeats.
@@ -91,7 +93,8 @@ type Config struct {
 	// election, so a node that cannot win does not disrupt the cluster.
 	PreVote bool
 	// CheckQuorum makes a leader step down when it has not heard from a
-	// majority within an election timeout.
+	// majority within an election timeout, and enables leader stickiness
+	// (which is unsafe for liveness without it).
 	CheckQuorum bool
 
 	// Rand draws election jitter. Required.

@@ -2,10 +2,11 @@
 // (Raft paper; Ongaro's dissertation) implementing consensus.Replica.
 //
 // It elects leaders with randomized timeouts, optionally preceded by a
-// pre-vote (§9.6), with leader stickiness (a replica that heard from a live
-// leader within the election timeout ignores (pre-)vote requests) and
-// check-quorum (a leader that has not heard from a majority within an
-// election timeout steps down). Votes go only to candidates whose log is at
+// pre-vote (§9.6), and optionally check-quorum (a leader that has not heard
+// from a majority within an election timeout steps down) with leader
+// stickiness (a replica that heard from a live leader within the election
+// timeout ignores (pre-)vote requests; only with check-quorum, which is what
+// bounds a dead leader's lease). Votes go only to candidates whose log is at
 // least as up to date (§5.4.1). A new leader appends a no-op entry and
 // commits by counting replicas only entries of its own term (Figure 8).
 //

@@ -256,9 +256,18 @@ func (r *Raft) resetTimers() {
 // inLease reports whether this replica believes a leader is alive: it leads,
 // or it heard from the leader within the base election timeout. A replica in
 // lease ignores (pre-)vote requests for higher terms (leader stickiness,
-// dissertation §9.6); with CheckQuorum a leader that loses its majority
-// steps down within the same timeout, so the lease cannot outlive it.
+// dissertation §9.6).
+//
+// Stickiness is sound only with CheckQuorum: it is check-quorum that makes a
+// leader which lost its majority step down (and so stop renewing its
+// followers' leases). Without it, a leader that can still send to some
+// followers but hears from no one keeps those followers in lease forever,
+// and they refuse the votes the connected majority needs: the cluster can
+// never elect again (etcd gates its lease on checkQuorum for this reason).
 func (r *Raft) inLease() bool {
+	if !r.cfg.CheckQuorum {
+		return false
+	}
 	switch r.role {
 	case consensus.RoleLeader:
 		return true
@@ -403,12 +412,17 @@ func (r *Raft) poll(pos int, granted bool) consensus.VoteResult {
 // ---- Messages in ----
 
 // Step implements consensus.Replica. It returns an error only for a message
-// that is not a Raft message, is not addressed to this replica, or comes
-// from a node that is not a peer.
+// that is not a Raft message (or has an unknown type), is not addressed to
+// this replica, or comes from a node that is not a peer.
 func (r *Raft) Step(msg consensus.Message) error {
 	m, ok := msg.Payload.(*Msg)
 	if !ok || m == nil {
 		return fmt.Errorf("raft %d: cannot step a %T payload", r.id, msg.Payload)
+	}
+	if m.Type < MsgPreVote || m.Type > MsgHeartbeatResp {
+		// Refuse it before looking at its term: an unknown message must not
+		// move this replica to a later term.
+		return fmt.Errorf("raft %d: unknown message type %v from %d", r.id, m.Type, msg.From)
 	}
 	if msg.To != r.id {
 		return fmt.Errorf("raft %d: message addressed to %d: %v", r.id, msg.To, m)

@@ -43,3 +43,16 @@ type SnapshotStore interface {
 	// installed until the replica's Ready carries Restore for it.
 	ReceiveChunk(meta SnapshotMeta, offset int64, data []byte, last bool) error
 }
+
+// A Checkpoint is a durable record that supersedes every record emitted
+// before it: replaying from the newest durable checkpoint onwards (with the
+// snapshot it names, if any) rebuilds the replica's durable state. Once a
+// checkpoint is durable the host may discard every older record, which is
+// how a write-ahead log is compacted.
+type Checkpoint interface {
+	Record
+	// SnapshotIndex is the index of the snapshot the checkpoint builds on
+	// (0: none). The host must keep that snapshot while the checkpoint is
+	// the newest.
+	SnapshotIndex() uint64
+}

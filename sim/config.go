@@ -31,6 +31,9 @@ type Protocol struct {
 	// record the replica's previous incarnations persisted, in order (nil
 	// on first start). rand is the replica's own seeded source.
 	New func(id consensus.NodeID, peers []consensus.NodeID, durable []consensus.Record, rand consensus.Rand) (consensus.Replica, error)
+	// Codec encodes the protocol's records for the simulated disks; a
+	// protocol without one runs with disks off.
+	Codec consensus.RecordCodec
 }
 
 // NetworkConfig describes the simulated network. Rates are probabilities
@@ -120,6 +123,7 @@ type Config struct {
 	LivenessTicks int64
 	Network       NetworkConfig
 	Faults        FaultConfig
+	Disk          DiskConfig
 	Workload      WorkloadConfig
 	// TraceTail is how many recent events a violation report shows.
 	TraceTail int
@@ -158,6 +162,18 @@ func DefaultConfig(seed int64, p Protocol) Config {
 			Pause:                 0.003,
 			PauseMaxTicks:         30,
 			ClockDrift:            0.01,
+		},
+		Disk: DiskConfig{
+			Enabled:          p.Codec != nil,
+			SegmentBytes:     256 << 10,
+			TornWrites:       true,
+			SyncFail:         0.0005,
+			SlowSync:         0.01,
+			SlowSyncMaxUnits: 2 * UnitsPerTick,
+			Faulty:           1,
+			ReadBitFlip:      0.001,
+			Corrupt:          0.001,
+			CrashMidPersist:  0.2,
 		},
 		Workload: WorkloadConfig{
 			Clients:            10,
@@ -221,6 +237,32 @@ func (c *Config) Validate() error {
 	}
 	if f.ClockDrift < 0 || f.ClockDrift > 0.2 {
 		bad("ClockDrift = %v; want 0..0.2", f.ClockDrift)
+	}
+	d := &c.Disk
+	if d.Enabled {
+		if c.Protocol.Codec == nil {
+			bad("Disk.Enabled but protocol %q has no record codec", c.Protocol.Name)
+		}
+		if d.SegmentBytes < 4<<10 || d.SegmentBytes > 64<<20 {
+			bad("Disk.SegmentBytes = %d; want 4 KiB..64 MiB", d.SegmentBytes)
+		}
+		if d.Faulty < 0 || d.Faulty > (c.Nodes-1)/2 {
+			bad("Disk.Faulty = %d; want 0..%d (a minority of %d nodes)", d.Faulty, (c.Nodes-1)/2, c.Nodes)
+		}
+		for _, r := range []struct {
+			name string
+			p    float64
+		}{{"SyncFail", d.SyncFail}, {"SlowSync", d.SlowSync}, {"ReadBitFlip", d.ReadBitFlip}, {"Corrupt", d.Corrupt}, {"CrashMidPersist", d.CrashMidPersist}} {
+			if r.p < 0 || r.p > 1 {
+				bad("Disk.%s = %v; want a probability in [0, 1]", r.name, r.p)
+			}
+		}
+		if d.SyncFail >= 0.5 {
+			bad("Disk.SyncFail = %v; want < 0.5 so nodes can make progress", d.SyncFail)
+		}
+		if d.SlowSync > 0 && d.SlowSyncMaxUnits < 1 {
+			bad("Disk.SlowSyncMaxUnits must be >= 1 when SlowSync is on")
+		}
 	}
 	w := &c.Workload
 	if w.Clients < 0 || w.Clients > 10000 {

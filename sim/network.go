@@ -6,9 +6,10 @@ import (
 	"github.com/synod-io/synod/consensus"
 )
 
-// send puts a message on the network: it may be lost, duplicated, delayed,
-// held back (reordered) or held by a clogged link.
-func (w *world) send(m consensus.Message) {
+// send puts a message on the network after delayUnits (a slow fsync): it
+// may be lost, duplicated, delayed, held back (reordered) or held by a
+// clogged link.
+func (w *world) send(m consensus.Message, delayUnits int64) {
 	from, to := int(m.From)-1, int(m.To)-1
 	if from < 0 || from >= len(w.nodes) || to < 0 || to >= len(w.nodes) || from == to {
 		w.violate(badMessage(w, m))
@@ -25,7 +26,7 @@ func (w *world) send(m consensus.Message) {
 		w.res.MessagesDuplicated++
 	}
 	for range copies {
-		at := w.now + w.latency[from][to]
+		at := w.now + delayUnits + w.latency[from][to]
 		if w.net.JitterUnits > 0 {
 			at += w.rng.Int64N(w.net.JitterUnits + 1)
 		}
@@ -147,6 +148,17 @@ func (w *world) injectFaults() {
 		w.res.Faults.Clog++
 		w.trace.note(w.now, fmt.Sprintf("clog %d->%d until tick %d", from+1, to+1, until/UnitsPerTick))
 	}
+	if dc := &w.cfg.Disk; dc.Enabled && dc.Corrupt > 0 && w.rng.Float64() < dc.Corrupt {
+		var faulty []*node
+		for _, nd := range w.nodes {
+			if nd.alive && nd.disk.faulty {
+				faulty = append(faulty, nd)
+			}
+		}
+		if len(faulty) > 0 {
+			w.corruptLog(faulty[w.rng.IntN(len(faulty))])
+		}
+	}
 	if f.Pause > 0 && w.rng.Float64() < f.Pause {
 		nd := w.nodes[w.rng.IntN(n)]
 		if nd.alive && w.now >= nd.pausedUntil {
@@ -158,9 +170,15 @@ func (w *world) injectFaults() {
 }
 
 // crashSoon crashes a live node now or, one time in four, in the middle of
-// handling its next Ready (after persisting, before sending).
+// handling its next Ready (after persisting, before sending); with disks,
+// sometimes between writing a Ready's records and syncing them.
 func (w *world) crashSoon(nd *node) {
-	if !nd.alive || nd.crashAfterPersist {
+	if !nd.alive || nd.crashAfterPersist || nd.crashMidPersist {
+		return
+	}
+	if nd.disk != nil && w.rng.Float64() < w.cfg.Disk.CrashMidPersist {
+		nd.crashMidPersist = true
+		w.trace.note(w.now, fmt.Sprintf("arm crash-mid-persist on node %d", nd.id))
 		return
 	}
 	if w.rng.IntN(4) == 0 {
@@ -169,7 +187,7 @@ func (w *world) crashSoon(nd *node) {
 		return
 	}
 	w.crash(nd)
-	w.schedule(w.now+(1+w.rng.Int64N(w.cfg.Faults.CrashDowntimeMaxTicks))*UnitsPerTick, event{kind: evRestart, node: int32(nd.index)})
+	w.scheduleRestart(nd)
 }
 
 // beginQuiet stops every fault: the network becomes reliable, partitions
@@ -186,7 +204,11 @@ func (w *world) beginQuiet() {
 	for _, n := range w.nodes {
 		n.pausedUntil = 0
 		n.crashAfterPersist = false
-		if !n.alive {
+		n.crashMidPersist = false
+		if n.disk != nil {
+			w.setDiskFaults(n.disk)
+		}
+		if !n.alive && !n.refused {
 			w.schedule(w.now+1, event{kind: evRestart, node: int32(n.index)})
 		}
 	}

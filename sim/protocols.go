@@ -22,6 +22,7 @@ func Raft(adjust ...func(*raft.Config)) Protocol {
 			}
 			return raft.New(cfg, durable)
 		},
+		Codec: raft.Codec,
 	}
 }
 

@@ -17,6 +17,11 @@ type FaultCounts struct {
 	// CrashLeader counts crashes aimed at a leader (also counted in Crash
 	// or CrashMidReady).
 	CrashLeader int
+	// Disk faults: crashes between writing and syncing a Ready's records,
+	// nodes stopped by a failed fsync, bits flipped in stored logs, starts
+	// refused over an untrustworthy log, and corrupted logs that a
+	// restart did not notice (the flipped bit was in unread space).
+	CrashMidPersist, DiskFailure, Corruption, RefusedStart, CorruptionUnnoticed int
 }
 
 // Total is the number of faults injected (restarts are not faults).

@@ -26,8 +26,14 @@ type node struct {
 	incarnation uint64
 	replica     consensus.Replica
 	store       *kv.Store
-	// disk is every record persisted, in order; it survives crashes.
-	disk []consensus.Record
+	// records is every record persisted, in order, when disks are off; it
+	// survives crashes.
+	records []consensus.Record
+	// disk is the node's simulated disk, when disks are on.
+	disk *disk
+	// refused is set when the node found its disk untrustworthy at start
+	// and refused to run; it stays down.
+	refused bool
 	// tickPeriod is this node's tick length in units (clock drift).
 	tickPeriod int64
 	// pausedUntil: while now < pausedUntil the node does nothing.
@@ -35,9 +41,12 @@ type node struct {
 	// crashAfterPersist: the node crashes in the middle of handling its
 	// next Ready, after persisting and before sending or applying.
 	crashAfterPersist bool
-	applied           uint64
-	role              consensus.Role
-	term              uint64
+	// crashMidPersist: the node crashes after writing its next Ready's
+	// records, before syncing them.
+	crashMidPersist bool
+	applied         uint64
+	role            consensus.Role
+	term            uint64
 	// Client work waiting on this node.
 	pendingWrites map[consensus.Session]pendingWrite
 	pendingReads  map[uint64]pendingRead
@@ -162,8 +171,17 @@ func (w *world) violate(v *check.Violation) {
 
 // boot starts the nodes, the clients and the fault scheduler.
 func (w *world) boot() error {
+	faulty := map[int]bool{}
+	if w.cfg.Disk.Enabled {
+		for _, i := range w.rng.Perm(w.cfg.Nodes)[:min(w.cfg.Disk.Faulty, (w.cfg.Nodes-1)/2)] {
+			faulty[i] = true
+		}
+	}
 	for i := range w.cfg.Nodes {
 		n := &node{id: consensus.NodeID(i + 1), index: i}
+		if w.cfg.Disk.Enabled {
+			n.disk = w.newDisk(n, faulty[i])
+		}
 		drift := 1.0
 		if d := w.cfg.Faults.ClockDrift; d > 0 {
 			drift += (w.rng.Float64()*2 - 1) * d
@@ -190,7 +208,22 @@ func (w *world) boot() error {
 func (w *world) start(n *node) error {
 	n.incarnation++
 	rng := rand.New(rand.NewPCG(uint64(w.cfg.Seed)^uint64(n.id)<<32, n.incarnation))
-	r, err := w.cfg.Protocol.New(n.id, slices.Clone(w.peers), slices.Clone(n.disk), rng)
+	durable := slices.Clone(n.records)
+	if n.disk != nil {
+		recs, err := w.openLog(n)
+		if err != nil {
+			// A node that cannot trust its log must not vote or serve.
+			n.refused = true
+			w.res.Faults.RefusedStart++
+			w.trace.note(w.now, fmt.Sprintf("node %d refuses to start: %v", n.id, err))
+			return nil
+		}
+		if n.disk.corrupted {
+			w.res.Faults.CorruptionUnnoticed++
+		}
+		durable = recs
+	}
+	r, err := w.cfg.Protocol.New(n.id, slices.Clone(w.peers), durable, rng)
 	if err != nil {
 		return fmt.Errorf("sim: starting node %d (incarnation %d): %w", n.id, n.incarnation, err)
 	}
@@ -203,10 +236,14 @@ func (w *world) start(n *node) error {
 	n.pendingReads = map[uint64]pendingRead{}
 	n.readStates = nil
 	n.crashAfterPersist = false
+	n.crashMidPersist = false
 	return nil
 }
 
 func (w *world) crash(n *node) {
+	if n.disk != nil {
+		w.crashDisk(n)
+	}
 	n.alive = false
 	n.replica = nil
 	n.store = nil
@@ -214,6 +251,7 @@ func (w *world) crash(n *node) {
 	n.pendingReads = nil
 	n.readStates = nil
 	n.crashAfterPersist = false
+	n.crashMidPersist = false
 	n.role = consensus.RoleFollower
 	w.res.Faults.Crash++
 	w.trace.note(w.now, fmt.Sprintf("crash node %d", n.id))
@@ -246,12 +284,15 @@ func (w *world) handle(ev event) {
 		w.clientNext(w.clients[ev.client])
 	case evRestart:
 		n := w.nodes[ev.node]
-		if n.alive {
+		if n.alive || n.refused {
 			return
 		}
 		if err := w.start(n); err != nil {
 			w.violate(&check.Violation{Checker: "restart", Tick: w.tick(), Detail: err.Error()})
 			return
+		}
+		if !n.alive {
+			return // refused
 		}
 		w.res.Faults.Restart++
 		w.trace.note(w.now, fmt.Sprintf("restart node %d", n.id))
@@ -275,15 +316,24 @@ func (w *world) process(n *node) {
 			w.observe(n)
 			return
 		}
-		n.disk = append(n.disk, rd.Persist...)
+		var sendAt int64
+		if n.disk != nil {
+			n.disk.slowUnits = 0
+			if !w.persist(n, rd.Persist) {
+				return // the node crashed
+			}
+			sendAt = n.disk.slowUnits
+		} else {
+			n.records = append(n.records, rd.Persist...)
+		}
 		if n.crashAfterPersist {
 			w.res.Faults.CrashMidReady++
 			w.crash(n)
-			w.schedule(w.now+(1+w.rng.Int64N(w.cfg.Faults.CrashDowntimeMaxTicks))*UnitsPerTick, event{kind: evRestart, node: int32(n.index)})
+			w.scheduleRestart(n)
 			return
 		}
 		for _, m := range rd.Messages {
-			w.send(m)
+			w.send(m, sendAt)
 		}
 		for i := range rd.Committed {
 			w.apply(n, &rd.Committed[i])
@@ -294,6 +344,11 @@ func (w *world) process(n *node) {
 	}
 	w.violate(&check.Violation{Checker: "progress", Tick: w.tick(),
 		Detail: fmt.Sprintf("node %d produced %d Readys in a row without settling", n.id, readyLoopsMax)})
+}
+
+// scheduleRestart restarts a crashed node after a random downtime.
+func (w *world) scheduleRestart(n *node) {
+	w.schedule(w.now+(1+w.rng.Int64N(w.cfg.Faults.CrashDowntimeMaxTicks))*UnitsPerTick, event{kind: evRestart, node: int32(n.index)})
 }
 
 // entryReader is implemented by replicas whose log the checkers may read.

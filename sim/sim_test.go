@@ -79,6 +79,7 @@ func TestFaultFreeRunMakesProgress(t *testing.T) {
 	cfg := sim.DefaultConfig(7, sim.Raft())
 	cfg.Network.Loss, cfg.Network.Duplicate, cfg.Network.Reorder = 0, 0, 0
 	cfg.Faults = sim.FaultConfig{CrashDowntimeMaxTicks: 1, PartitionMaxTicks: 1, ClogMaxTicks: 1, PauseMaxTicks: 1}
+	cfg.Disk = sim.DiskConfig{Enabled: true, SegmentBytes: 64 << 10}
 	cfg.FaultTicks = 500
 	res, err := sim.Run(cfg)
 	if err != nil {
@@ -142,6 +143,7 @@ func BenchmarkSimulator(b *testing.B) {
 	cfg := sim.DefaultConfig(1, sim.Raft())
 	cfg.Network.Loss, cfg.Network.Duplicate, cfg.Network.Reorder = 0, 0, 0
 	cfg.Faults = sim.FaultConfig{CrashDowntimeMaxTicks: 1, PartitionMaxTicks: 1, ClogMaxTicks: 1, PauseMaxTicks: 1}
+	cfg.Disk = sim.DiskConfig{Enabled: true, SegmentBytes: 256 << 10}
 	cfg.Workload.ThinkTicksMax = 0
 	cfg.FaultTicks = 2000
 	cfg.CheckTimeoutSec = 1

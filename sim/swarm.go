@@ -37,6 +37,18 @@ func Swarm(seed int64, p Protocol) Config {
 	f.Pause = on(0.01)
 	f.PauseMaxTicks = 5 + r.Int64N(50)
 	f.ClockDrift = r.Float64() * 0.02
+	d := &cfg.Disk
+	if d.Enabled {
+		d.SegmentBytes = []int64{16 << 10, 64 << 10, 256 << 10}[r.IntN(3)]
+		d.TornWrites = r.IntN(4) > 0
+		d.SyncFail = on(0.002)
+		d.SlowSync = on(0.05)
+		d.SlowSyncMaxUnits = 1 + r.Int64N(3*UnitsPerTick)
+		d.Faulty = r.IntN((cfg.Nodes-1)/2 + 1)
+		d.ReadBitFlip = on(0.002)
+		d.Corrupt = on(0.003)
+		d.CrashMidPersist = r.Float64() * 0.4
+	}
 	wl := &cfg.Workload
 	wl.Clients = 1 + r.IntN(8) // per-key concurrency above ~10 makes the linearizability check exponential
 	wl.Keys = 1 + r.IntN(10)

@@ -40,6 +40,11 @@ type simFlags struct {
 	clog       float64
 	pause      float64
 	drift      float64
+	disk       bool
+	syncFail   float64
+	corrupt    float64
+	faulty     int
+	torn       bool
 	clients    int
 	keys       int
 	hotKey     float64
@@ -90,6 +95,11 @@ visualization of the history. The exit code is 1 if any run has a violation.`,
 	fl.Float64Var(&f.clog, "clog", 0, "chance per tick that one link holds its messages for a while")
 	fl.Float64Var(&f.pause, "pause", 0, "chance per tick that a node pauses")
 	fl.Float64Var(&f.drift, "clock-drift", 0.01, "most a node's tick length differs from nominal (0.01 = 1%)")
+	fl.BoolVar(&f.disk, "disk", true, "persist through a write-ahead log on simulated crashable disks")
+	fl.BoolVar(&f.torn, "torn-writes", true, "a crash keeps a random prefix of unsynced writes")
+	fl.Float64Var(&f.syncFail, "sync-fail", 0, "chance an fsync fails (the node stops and restarts)")
+	fl.Float64Var(&f.corrupt, "corrupt", 0, "chance per tick that a bit of a faulty node's stored log flips")
+	fl.IntVar(&f.faulty, "faulty-disks", 1, "nodes (at most a minority) whose media may corrupt data")
 	fl.IntVar(&f.clients, "clients", 10, "closed-loop clients")
 	fl.IntVar(&f.keys, "keys", 8, "size of the key space")
 	fl.Float64Var(&f.hotKey, "hot-key", 0.2, "chance an operation goes to one hot key (raises the conflict rate)")
@@ -154,12 +164,23 @@ func configFor(cmd *cobra.Command, f *simFlags, p sim.Protocol, seed int64) (sim
 		{"clog", &cfg.Faults.Clog, f.clog},
 		{"pause", &cfg.Faults.Pause, f.pause},
 		{"clock-drift", &cfg.Faults.ClockDrift, f.drift},
+		{"sync-fail", &cfg.Disk.SyncFail, f.syncFail},
+		{"corrupt", &cfg.Disk.Corrupt, f.corrupt},
 		{"hot-key", &cfg.Workload.HotKey, f.hotKey},
 	}
 	for _, r := range rates {
 		if set(r.flag) {
 			*r.dst = r.val
 		}
+	}
+	if set("disk") {
+		cfg.Disk.Enabled = f.disk && p.Codec != nil
+	}
+	if set("torn-writes") {
+		cfg.Disk.TornWrites = f.torn
+	}
+	if set("faulty-disks") {
+		cfg.Disk.Faulty = f.faulty
 	}
 	if set("clients") || !f.swarm {
 		cfg.Workload.Clients = f.clients
@@ -231,6 +252,11 @@ func (s *summary) add(r *sim.Result) {
 	s.faults.AsymmetricPartition += r.Faults.AsymmetricPartition
 	s.faults.Clog += r.Faults.Clog
 	s.faults.Pause += r.Faults.Pause
+	s.faults.CrashMidPersist += r.Faults.CrashMidPersist
+	s.faults.DiskFailure += r.Faults.DiskFailure
+	s.faults.Corruption += r.Faults.Corruption
+	s.faults.RefusedStart += r.Faults.RefusedStart
+	s.faults.CorruptionUnnoticed += r.Faults.CorruptionUnnoticed
 	s.delivered += r.MessagesDelivered
 	s.ticks += r.Ticks
 	s.runWall += r.SimWall
@@ -275,6 +301,8 @@ func (s *summary) print(w io.Writer, protocol string, wall time.Duration) {
 	f := s.faults
 	fmt.Fprintf(w, "  faults         %d crashes (%d of leaders, %d mid-Ready), %d restarts, %d partitions, %d asymmetric, %d clogs, %d pauses\n",
 		f.Crash, f.CrashLeader, f.CrashMidReady, f.Restart, f.Partition, f.AsymmetricPartition, f.Clog, f.Pause)
+	fmt.Fprintf(w, "  disk faults    %d crashes between write and fsync, %d failed fsyncs, %d corrupted logs (%d refused to start, %d unnoticed)\n",
+		f.CrashMidPersist, f.DiskFailure, f.Corruption, f.RefusedStart, f.CorruptionUnnoticed)
 	if secs := s.runWall.Seconds(); secs > 0 {
 		fmt.Fprintf(w, "  speed          %.0f simulated ticks and %.0f messages per wall second per run\n",
 			s.ticks/secs, float64(s.delivered)/secs)

@@ -1,0 +1,230 @@
+package sim
+
+import (
+	"errors"
+	"fmt"
+	"math/rand/v2"
+
+	"github.com/synod-io/synod/consensus"
+	"github.com/synod-io/synod/storage/vfs"
+	"github.com/synod-io/synod/storage/wal"
+)
+
+// DiskConfig describes the simulated disks. Every node has a crashable
+// in-memory file system holding a write-ahead log of its replica's records;
+// a crash keeps only what was synced.
+type DiskConfig struct {
+	// Enabled puts records through a real WAL on a simulated disk. When
+	// off, persisted records are kept as values (faster, no disk faults).
+	Enabled bool
+	// SegmentBytes is the WAL segment size.
+	SegmentBytes int64
+	// TornWrites: a crash keeps a random prefix of unsynced writes, the
+	// last one cut at a random byte.
+	TornWrites bool
+	// SyncFail is the chance an fsync fails. A node whose fsync fails
+	// stops (an fsync failure cannot be retried safely) and restarts
+	// later from what was durable.
+	SyncFail float64
+	// SlowSync is the chance an fsync is slow, taking up to
+	// SlowSyncMaxUnits of virtual time; the node's messages wait for it.
+	SlowSync         float64
+	SlowSyncMaxUnits int64
+	// Faulty is how many nodes (at most a minority) have failing media:
+	// their reads may return flipped bits (ReadBitFlip per read) and
+	// their stored log may be corrupted (Corrupt per tick). Such a node
+	// refuses to start from a log it cannot trust, and stays down.
+	Faulty      int
+	ReadBitFlip float64
+	Corrupt     float64
+	// CrashMidPersist is the chance, per crash, that the node crashes
+	// after writing a Ready's records but before syncing them.
+	CrashMidPersist float64
+}
+
+// walRecordBatch is the WAL record type holding one Ready's records.
+const walRecordBatch = 1
+
+// disk is one node's simulated disk and its open write-ahead log.
+type disk struct {
+	fs  *vfs.MemFS
+	log *wal.Log // nil while the node is down
+	rng *rand.Rand
+	// faulty marks a node with failing media.
+	faulty bool
+	// corrupted is set once a bit of this node's stored log was flipped.
+	corrupted bool
+	// slowUnits accumulates the latency of slow fsyncs in the current Ready.
+	slowUnits int64
+}
+
+const walDir = "wal"
+
+func (w *world) newDisk(n *node, faulty bool) *disk {
+	d := &disk{fs: vfs.NewMem(), faulty: faulty,
+		rng: rand.New(rand.NewPCG(uint64(w.cfg.Seed), 0xd15c0000|uint64(n.id)))}
+	w.setDiskFaults(d)
+	return d
+}
+
+func (w *world) setDiskFaults(d *disk) {
+	dc := &w.cfg.Disk
+	f := vfs.Faults{Rand: d.rng, TornWrites: dc.TornWrites}
+	if !w.quiet {
+		f.SyncFailProb = dc.SyncFail
+		if d.faulty {
+			f.ReadBitFlipProb = dc.ReadBitFlip
+		}
+	}
+	if dc.SlowSync > 0 && !w.quiet {
+		f.OnSync = func(string) {
+			if d.rng.Float64() < dc.SlowSync {
+				d.slowUnits += 1 + d.rng.Int64N(dc.SlowSyncMaxUnits)
+			}
+		}
+	}
+	d.fs.SetFaults(f)
+}
+
+// openLog recovers the node's WAL after a start or crash and returns the
+// records it holds, decoded. An error means the node cannot trust its disk
+// and must not start.
+func (w *world) openLog(n *node) ([]consensus.Record, error) {
+	d := n.disk
+	l, err := wal.Open(d.fs, walDir, wal.Options{SegmentBytes: w.cfg.Disk.SegmentBytes})
+	if err != nil {
+		return nil, err
+	}
+	var recs []consensus.Record
+	codec := w.cfg.Protocol.Codec
+	err = l.Replay(l.FirstIndex(), func(index uint64, rec wal.Record) error {
+		if rec.Type != walRecordBatch {
+			return fmt.Errorf("WAL record %d has unknown type %d", index, rec.Type)
+		}
+		dec := consensus.NewDecoder(rec.Data)
+		count := dec.Count(1, 1<<20)
+		for range count {
+			data := dec.Bytes()
+			if dec.Err() != nil {
+				break
+			}
+			r, err := codec.DecodeRecord(data)
+			if err != nil {
+				return fmt.Errorf("WAL record %d: %w", index, err)
+			}
+			recs = append(recs, r)
+		}
+		dec.End()
+		if err := dec.Err(); err != nil {
+			return fmt.Errorf("WAL record %d: %w", index, err)
+		}
+		return nil
+	})
+	if err != nil {
+		_ = l.Close()
+		return nil, err
+	}
+	d.log = l
+	return recs, nil
+}
+
+// persist writes one Ready's records to the WAL as one atomic batch and
+// syncs it, unless the node is armed to crash in between. It reports
+// whether the records are durable; if not, the node has crashed.
+func (w *world) persist(n *node, recs []consensus.Record) bool {
+	if len(recs) == 0 {
+		return true
+	}
+	d := n.disk
+	codec := w.cfg.Protocol.Codec
+	buf := make([]byte, 0, 64)
+	var enc []byte
+	buf = appendUvarint(buf, uint64(len(recs)))
+	for _, r := range recs {
+		var err error
+		enc, err = codec.AppendRecord(enc[:0], r)
+		if err != nil {
+			panic(fmt.Sprintf("sim: node %d cannot encode its record %T: %v", n.id, r, err))
+		}
+		buf = appendUvarint(buf, uint64(len(enc)))
+		buf = append(buf, enc...)
+	}
+	if _, err := d.log.Append(wal.Record{Type: walRecordBatch, Data: buf}); err != nil {
+		w.diskFailure(n, err)
+		return false
+	}
+	if n.crashMidPersist {
+		w.res.Faults.CrashMidPersist++
+		w.crash(n)
+		w.scheduleRestart(n)
+		return false
+	}
+	if err := d.log.Sync(); err != nil {
+		w.diskFailure(n, err)
+		return false
+	}
+	return true
+}
+
+// diskFailure stops a node whose disk failed (a failed fsync cannot be
+// retried: the node must restart from what is durable).
+func (w *world) diskFailure(n *node, err error) {
+	w.res.Faults.DiskFailure++
+	w.trace.note(w.now, fmt.Sprintf("node %d disk failure: %v", n.id, err))
+	w.crash(n)
+	w.scheduleRestart(n)
+}
+
+// corruptLog flips one bit inside a sealed (not the newest) WAL segment of
+// a faulty node, and crashes it so that it must read its log again.
+func (w *world) corruptLog(n *node) {
+	d := n.disk
+	names, err := d.fs.List(walDir)
+	if err != nil {
+		return
+	}
+	var segs []string
+	for _, name := range names {
+		if len(name) > 4 && name[len(name)-4:] == ".wal" {
+			segs = append(segs, name)
+		}
+	}
+	if len(segs) < 2 {
+		return
+	}
+	name := walDir + "/" + segs[w.rng.IntN(len(segs)-1)]
+	fi, err := d.fs.Stat(name)
+	if err != nil || fi.Size() <= 64 {
+		return
+	}
+	off := 32 + w.rng.Int64N(fi.Size()-32)
+	if err := d.fs.Corrupt(name, off, uint(w.rng.IntN(8))); err != nil {
+		return
+	}
+	d.corrupted = true
+	w.res.Faults.Corruption++
+	w.trace.note(w.now, fmt.Sprintf("corrupt node %d: flip a bit of %s at %d", n.id, name, off))
+	w.crash(n)
+	w.scheduleRestart(n)
+}
+
+// crashDisk models the power failure: the disk keeps only what was synced.
+func (w *world) crashDisk(n *node) {
+	d := n.disk
+	if d.log != nil {
+		// The process is gone; its file handles with it.
+		d.log = nil
+	}
+	d.fs = d.fs.CrashClone()
+	w.setDiskFaults(d)
+}
+
+var errRefused = errors.New("refuses to start")
+
+func appendUvarint(buf []byte, v uint64) []byte {
+	for v >= 0x80 {
+		buf = append(buf, byte(v)|0x80)
+		v >>= 7
+	}
+	return append(buf, byte(v))
+}

@@ -163,3 +163,50 @@ func BenchmarkSimulator(b *testing.B) {
 	b.ReportMetric(float64(msgs)/simWall, "msgs/s")
 	b.ReportMetric(ticks/simWall, "ticks/s")
 }
+
+// TestCorruptLogsAreRefused: on nodes with failing media, flipped bits in
+// stored logs are found when the node next reads its log, and the node
+// refuses to start rather than run on a log it cannot trust; the cluster
+// stays safe and live with the rest.
+func TestCorruptLogsAreRefused(t *testing.T) {
+	refused, corrupted, unnoticed := 0, 0, 0
+	for seed := int64(1); seed <= 6; seed++ {
+		cfg := sim.DefaultConfig(seed, sim.Raft())
+		cfg.FaultTicks = 1500
+		cfg.Disk.SegmentBytes = 16 << 10
+		cfg.Disk.Faulty = 2
+		cfg.Disk.Corrupt = 0.02
+		res, err := sim.Run(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !res.OK() {
+			t.Fatalf("%s%s", res.Report(), replayHint(seed))
+		}
+		refused += res.Faults.RefusedStart
+		corrupted += res.Faults.Corruption
+		unnoticed += res.Faults.CorruptionUnnoticed
+	}
+	if corrupted == 0 || refused == 0 {
+		t.Fatalf("corrupted %d logs, %d starts refused: the fault did not happen", corrupted, refused)
+	}
+	if unnoticed > corrupted/4 {
+		t.Fatalf("%d of %d corrupted logs went unnoticed at restart", unnoticed, corrupted)
+	}
+	t.Logf("%d logs corrupted, %d starts refused, %d unnoticed", corrupted, refused, unnoticed)
+}
+
+// TestDisksOffStillWorks: the simulator runs protocols without a codec
+// (and --disk=false) with records kept in memory.
+func TestDisksOffStillWorks(t *testing.T) {
+	cfg := sim.DefaultConfig(3, sim.Raft())
+	cfg.Disk.Enabled = false
+	cfg.FaultTicks = 500
+	res, err := sim.Run(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.OK() || res.OpsOK == 0 {
+		t.Fatalf("disks off: %d ops\n%s", res.OpsOK, res.Report())
+	}
+}

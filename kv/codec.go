@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"math/bits"
 )
 
@@ -158,7 +159,7 @@ func DecodeRequest(data []byte) (Request, error) {
 }
 
 func (d *decoder) op(depth int) Request {
-	tagOff := d.off
+	tagOff := d.pos()
 	switch tag := d.u8(); tag {
 	case tagRange:
 		q := &RangeRequest{Key: d.bytes(), RangeEnd: d.bytes(), Limit: d.varint()}
@@ -228,7 +229,7 @@ func (d *decoder) ops(depth int) []Request {
 
 // flags reads a flags byte and rejects bits outside known.
 func (d *decoder) flags(known byte) byte {
-	off := d.off
+	off := d.pos()
 	f := d.u8()
 	if f&^known != 0 {
 		d.failAt(off, "unknown flag bits %#x", f&^known)
@@ -268,30 +269,76 @@ func (e *encoder) finish() (b []byte) { b, e.buf = e.buf, nil; return b }
 
 // decoder reads the primitive encodings from buf. The first error sticks:
 // later reads return zero values, so callers check d.err once at the end.
+//
+// If more is set the decoder streams: when buf runs short it drops the
+// bytes already read (adding them to sum, a running CRC-32C) and appends
+// the next chunk from more, which returns an empty chunk at the end.
 type decoder struct {
 	buf []byte
 	off int
 	err error
+
+	more    func() ([]byte, error)
+	eof     bool   // more has reported the end
+	readErr bool   // err came from more
+	base    int    // stream offset of buf[0]
+	sum     uint32 // CRC-32C of the bytes dropped from buf
 }
 
-func (d *decoder) fail(format string, args ...any) { d.failAt(d.off, format, args...) }
+func (d *decoder) fail(format string, args ...any) { d.failAt(d.pos(), format, args...) }
 
-func (d *decoder) failAt(off int, format string, args ...any) {
+// failAt records an error at stream offset pos.
+func (d *decoder) failAt(pos int, format string, args ...any) {
 	if d.err == nil {
-		d.err = fmt.Errorf("at byte %d: %s", off, fmt.Sprintf(format, args...))
+		d.err = fmt.Errorf("at byte %d: %s", pos, fmt.Sprintf(format, args...))
 	}
 }
 
+// pos is the stream offset of the next byte to read.
+func (d *decoder) pos() int { return d.base + d.off }
+
 func (d *decoder) remaining() int { return len(d.buf) - d.off }
+
+// fill tries to make n bytes available, pulling chunks from more; fewer
+// remain only at the end of the input (or after an error).
+func (d *decoder) fill(n int) {
+	for d.remaining() < n && d.more != nil && !d.eof && d.err == nil {
+		if d.off > 0 {
+			d.sum = crc32.Update(d.sum, castagnoli, d.buf[:d.off])
+			d.base += d.off
+			d.buf = append(d.buf[:0], d.buf[d.off:]...)
+			d.off = 0
+		}
+		chunk, err := d.more()
+		switch {
+		case err != nil:
+			d.err = fmt.Errorf("at byte %d: reading: %w", d.pos()+d.remaining(), err)
+			d.readErr = true
+		case len(chunk) == 0:
+			d.eof = true
+		default:
+			d.buf = append(d.buf, chunk...)
+		}
+	}
+}
+
+// checksum returns the CRC-32C of every byte read so far.
+func (d *decoder) checksum() uint32 { return crc32.Update(d.sum, castagnoli, d.buf[:d.off]) }
 
 // end fails if bytes are left over.
 func (d *decoder) end() {
-	if d.err == nil && d.off != len(d.buf) {
-		d.fail("%d trailing bytes", len(d.buf)-d.off)
+	d.fill(1)
+	if d.err == nil && d.remaining() > 0 {
+		if d.more != nil {
+			d.fail("trailing bytes")
+		} else {
+			d.fail("%d trailing bytes", d.remaining())
+		}
 	}
 }
 
 func (d *decoder) u8() byte {
+	d.fill(1)
 	if d.err != nil {
 		return 0
 	}
@@ -304,10 +351,25 @@ func (d *decoder) u8() byte {
 	return v
 }
 
+func (d *decoder) u32() uint32 {
+	d.fill(4)
+	if d.err != nil {
+		return 0
+	}
+	if d.remaining() < 4 {
+		d.fail("unexpected end of data")
+		return 0
+	}
+	v := binary.LittleEndian.Uint32(d.buf[d.off:])
+	d.off += 4
+	return v
+}
+
 // uvarintLen is the length of v's minimal uvarint encoding.
 func uvarintLen(v uint64) int { return (bits.Len64(v|1) + 6) / 7 }
 
 func (d *decoder) uvarint() uint64 {
+	d.fill(binary.MaxVarintLen64)
 	if d.err != nil {
 		return 0
 	}
@@ -337,13 +399,25 @@ func (d *decoder) varint() int64 {
 	return v
 }
 
+// streamStringMax bounds a byte string in a streamed input, where the
+// decoder cannot compare a length with the bytes that remain: a corrupt
+// length must not make it buffer the whole stream.
+const streamStringMax = 1 << 30
+
 // bytes reads a length-prefixed byte string into a fresh slice (nil when
 // empty), so decoded values never alias the input.
 func (d *decoder) bytes() []byte {
-	off := d.off
+	off := d.pos()
 	n := d.uvarint()
 	if d.err != nil {
 		return nil
+	}
+	if d.more != nil && n > streamStringMax {
+		d.failAt(off, "byte string of %d bytes is longer than %d", n, streamStringMax)
+		return nil
+	}
+	if n > 0 {
+		d.fill(int(n))
 	}
 	if n > uint64(d.remaining()) {
 		d.failAt(off, "byte string of %d bytes runs past the end (%d left)", n, d.remaining())
@@ -358,14 +432,25 @@ func (d *decoder) bytes() []byte {
 	return b
 }
 
+// streamListMax bounds a list length in a streamed input.
+const streamListMax = 1 << 40
+
 // count reads a list length and checks that at least minBytes per element
-// remain, so garbage cannot make the decoder allocate more than the input
-// justifies.
+// remain (in a streamed input, that it is at most streamListMax), so
+// garbage cannot make the decoder allocate more than the input justifies.
+// Callers must not preallocate more than the remaining input can hold.
 func (d *decoder) count(minBytes int) int {
-	off := d.off
+	off := d.pos()
 	n := d.uvarint()
 	if d.err != nil {
 		return 0
+	}
+	if d.more != nil {
+		if n > streamListMax {
+			d.failAt(off, "list of %d elements is longer than %d", n, uint64(streamListMax))
+			return 0
+		}
+		return int(n)
 	}
 	if n > uint64(d.remaining()/minBytes) {
 		d.failAt(off, "list of %d elements cannot fit in %d bytes", n, d.remaining())

@@ -22,6 +22,18 @@
 // creation, +1 per put). Deleting a key removes it; putting it again starts
 // a new life at Version 1 with a new CreateRevision.
 //
+// # Backends
+//
+// The semantics reach the state only through the small Backend interface
+// (ordered get, put, delete and ascend over live keys; the metadata; the
+// session table). Store is the in-memory backend; storage/kvstore keeps
+// the state on disk. The package-level Apply, Read, Hash, WriteSnapshot
+// and ReadSnapshot run over any backend with exactly Store's results, so
+// every backend yields the same Hash and the same snapshot bytes for the
+// same entries, and a snapshot written by one restores into another.
+// WriteSnapshot and ReadSnapshot stream, so a snapshot never has to fit in
+// memory.
+//
 // # What is not here (yet)
 //
 // The store keeps only the latest value of each key: there is no MVCC

@@ -54,7 +54,10 @@ func (x *index) insert(e *entry) {
 	}
 	ci := x.chunkFor(e.kv.Key)
 	if ci == len(x.chunks) {
-		ci-- // beyond every key: append to the last chunk
+		// Beyond every key (a restore, or ascending keys): fill chunks to
+		// 3/4 rather than splitting full ones in halves.
+		x.appendSorted(e)
+		return
 	}
 	c := x.chunks[ci]
 	p := posIn(c, e.kv.Key)

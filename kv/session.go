@@ -91,6 +91,16 @@ func (t *sessionTable) record(clientID, seq, index uint64, result Result) {
 	t.pushBack(s)
 }
 
+// remove forgets clientID's session, which must exist.
+func (t *sessionTable) remove(clientID uint64) {
+	s := t.byID[clientID]
+	if s == nil {
+		panic(fmt.Sprintf("kv: removing client %d, which has no session", clientID))
+	}
+	t.unlink(s)
+	delete(t.byID, clientID)
+}
+
 // all calls fn on every session from least to most recently used.
 func (t *sessionTable) all(fn func(*session)) {
 	for s := t.head; s != nil; s = s.next {

@@ -91,65 +91,99 @@ func (s *Store) Len() int { return len(s.kvs) }
 // command is decoded and applied; a command that fails to decode or
 // validate returns a Result with Err set, changes no data and is not
 // recorded in the session table. The applied index advances in every case.
-func (s *Store) Apply(e consensus.Entry) Result {
-	if e.Index != s.applied+1 {
-		panic(fmt.Sprintf("kv: applying entry %d, but the last applied entry is %d (entries must be applied in order, each once)", e.Index, s.applied))
-	}
-	switch e.Type {
-	case consensus.EntryNormal:
-	case consensus.EntryNoOp:
-		s.applied = e.Index
-		return Result{Revision: s.rev}
-	default:
-		panic(fmt.Sprintf("kv: entry %d has unknown type %v", e.Index, e.Type))
-	}
-	s.applied = e.Index
-
-	sess := e.Command.Session
-	if sess.ClientID != 0 {
-		if sess.Seq == 0 {
-			return Result{Revision: s.rev, Err: fmt.Errorf("%w (client %d)", ErrInvalidSession, sess.ClientID)}
-		}
-		if c := s.sessions.get(sess.ClientID); c != nil && sess.Seq <= c.seq {
-			s.sessions.touch(c, e.Index)
-			if sess.Seq == c.seq {
-				return c.result
-			}
-			return Result{Revision: s.rev, Err: fmt.Errorf("%w (client %d: seq %d, last applied %d)",
-				ErrSessionExpired, sess.ClientID, sess.Seq, c.seq)}
-		}
-	}
-	req, err := DecodeRequest(e.Command.Data)
-	if err != nil {
-		return Result{Revision: s.rev, Err: err}
-	}
-	res := s.apply(&req)
-	if sess.ClientID != 0 {
-		s.sessions.record(sess.ClientID, sess.Seq, e.Index, res)
-	}
-	return res
-}
+func (s *Store) Apply(e consensus.Entry) Result { return Apply(s.backend(), e) }
 
 // Read serves a read-only request (a Range, or a Txn whose branches only
 // read) against the current state without changing it. For a linearizable
 // read, call it once AppliedIndex has reached a confirmed read index. A
 // request that writes returns ErrNotReadOnly; an invalid one its validation
 // error.
-func (s *Store) Read(r Request) Result {
-	if err := r.Validate(); err != nil {
-		return Result{Revision: s.rev, Err: err}
+func (s *Store) Read(r Request) Result { return Read(s.backend(), r) }
+
+// Apply applies a committed entry to the state in b, with exactly the
+// semantics of Store.Apply (which is Apply over the in-memory backend).
+// Every change goes through b; the applied index and revision are written
+// once, with SetMeta, after the entry's data.
+func Apply(b Backend, e consensus.Entry) Result {
+	m := b.Meta()
+	if e.Index != m.Applied+1 {
+		panic(fmt.Sprintf("kv: applying entry %d, but the last applied entry is %d (entries must be applied in order, each once)", e.Index, m.Applied))
 	}
-	if !r.ReadOnly() {
-		return Result{Revision: s.rev, Err: ErrNotReadOnly}
+	switch e.Type {
+	case consensus.EntryNormal:
+	case consensus.EntryNoOp:
+	default:
+		panic(fmt.Sprintf("kv: entry %d has unknown type %v", e.Index, e.Type))
 	}
-	return s.apply(&r)
+	m.Applied = e.Index
+	var res Result
+	if e.Type == consensus.EntryNoOp {
+		res = Result{Revision: m.Revision}
+	} else {
+		res = applyCommand(b, &m, e)
+	}
+	b.SetMeta(m)
+	return res
 }
 
-// apply applies a valid request. Every write uses revision s.rev+1; if any
+func applyCommand(b Backend, m *Meta, e consensus.Entry) Result {
+	sess := e.Command.Session
+	known := false
+	if sess.ClientID != 0 {
+		if sess.Seq == 0 {
+			return Result{Revision: m.Revision, Err: fmt.Errorf("%w (client %d)", ErrInvalidSession, sess.ClientID)}
+		}
+		c, ok := b.Session(sess.ClientID)
+		if ok && sess.Seq <= c.Seq {
+			c.Index = e.Index // a retry counts as use
+			b.PutSession(c)
+			if sess.Seq == c.Seq {
+				return c.Result
+			}
+			return Result{Revision: m.Revision, Err: fmt.Errorf("%w (client %d: seq %d, last applied %d)",
+				ErrSessionExpired, sess.ClientID, sess.Seq, c.Seq)}
+		}
+		known = ok
+	}
+	req, err := DecodeRequest(e.Command.Data)
+	if err != nil {
+		return Result{Revision: m.Revision, Err: err}
+	}
+	res := apply(b, b, m, &req)
+	if sess.ClientID != 0 {
+		if res.Err != nil {
+			panic(fmt.Sprintf("kv: caching an error result for client %d: %v", sess.ClientID, res.Err))
+		}
+		if !known && b.Sessions() >= m.SessionsMax {
+			// Forget the least recently used client.
+			var oldest uint64
+			b.AscendSessions(func(s SessionRecord) bool { oldest = s.ClientID; return false })
+			b.DeleteSession(oldest)
+		}
+		b.PutSession(SessionRecord{ClientID: sess.ClientID, Seq: sess.Seq, Index: e.Index, Result: res})
+	}
+	return res
+}
+
+// Read serves a read-only request against the state in v, with exactly
+// the semantics of Store.Read.
+func Read(v View, r Request) Result {
+	m := v.Meta()
+	if err := r.Validate(); err != nil {
+		return Result{Revision: m.Revision, Err: err}
+	}
+	if !r.ReadOnly() {
+		return Result{Revision: m.Revision, Err: ErrNotReadOnly}
+	}
+	return apply(v, nil, &m, &r)
+}
+
+// apply applies a valid request: reads through v, writes through b (nil
+// for a read-only request). Every write uses revision m.Revision+1; if any
 // write changed data the revision is then bumped once, and every result
 // (including a Txn's nested ones) reports the final revision.
-func (s *Store) apply(r *Request) Result {
-	a := applier{s: s, rev: s.rev + 1}
+func apply(v View, b Backend, m *Meta, r *Request) Result {
+	a := applier{v: v, b: b, rev: m.Revision + 1}
 	var res Result
 	if r.Txn != nil {
 		res = a.txn(r.Txn)
@@ -157,9 +191,9 @@ func (s *Store) apply(r *Request) Result {
 		res = a.op(r)
 	}
 	if a.changed {
-		s.rev = a.rev
+		m.Revision = a.rev
 	}
-	setRevision(&res, s.rev)
+	setRevision(&res, m.Revision)
 	return res
 }
 
@@ -172,16 +206,17 @@ func setRevision(res *Result, rev int64) {
 
 // applier applies one request's operations.
 type applier struct {
-	s       *Store
-	rev     int64 // the revision this request's writes get
-	changed bool  // whether any write changed data
+	v       View
+	b       Backend // nil for a read-only request
+	rev     int64   // the revision this request's writes get
+	changed bool    // whether any write changed data
 }
 
 // op applies a Range, Put or DeleteRange; a Txn is handled by txn.
 func (a *applier) op(r *Request) Result {
 	switch {
 	case r.Range != nil:
-		return a.s.rangeOp(r.Range)
+		return rangeOp(a.v, r.Range)
 	case r.Put != nil:
 		return a.put(r.Put)
 	case r.DeleteRange != nil:
@@ -191,7 +226,7 @@ func (a *applier) op(r *Request) Result {
 }
 
 func (a *applier) txn(t *TxnRequest) Result {
-	ok := a.s.compare(&t.Compare)
+	ok := compare(a.v, &t.Compare)
 	branch := t.Failure
 	if ok {
 		branch = t.Success
@@ -209,38 +244,29 @@ func (a *applier) txn(t *TxnRequest) Result {
 func (a *applier) put(p *PutRequest) Result {
 	var res Result
 	a.changed = true
-	if e := a.s.kvs[string(p.Key)]; e != nil {
+	kv := KeyValue{Key: p.Key, Value: p.Value, CreateRevision: a.rev, ModRevision: a.rev, Version: 1}
+	if old, ok := a.b.Get(p.Key); ok {
 		if p.PrevKV {
-			res.PrevKVs = []KeyValue{e.kv}
+			res.PrevKVs = []KeyValue{old}
 		}
-		e.kv = KeyValue{
-			Key:            e.kv.Key,
-			Value:          p.Value,
-			CreateRevision: e.kv.CreateRevision,
-			ModRevision:    a.rev,
-			Version:        e.kv.Version + 1,
-		}
-		return res
+		kv.Key, kv.CreateRevision, kv.Version = old.Key, old.CreateRevision, old.Version+1
 	}
-	e := &entry{kv: KeyValue{Key: p.Key, Value: p.Value, CreateRevision: a.rev, ModRevision: a.rev, Version: 1}}
-	a.s.kvs[string(p.Key)] = e
-	a.s.idx.insert(e)
+	a.b.Put(kv)
 	return res
 }
 
 func (a *applier) deleteRange(d *DeleteRangeRequest) Result {
 	var res Result
-	var doomed []*entry
-	a.s.visit(d.Key, d.RangeEnd, func(e *entry) bool {
-		doomed = append(doomed, e)
+	var doomed []KeyValue
+	visit(a.v, d.Key, d.RangeEnd, func(kv KeyValue) bool {
+		doomed = append(doomed, kv)
 		return true
 	})
-	for _, e := range doomed {
-		delete(a.s.kvs, string(e.kv.Key))
-		a.s.idx.remove(e.kv.Key)
-		if d.PrevKV {
-			res.PrevKVs = append(res.PrevKVs, e.kv)
-		}
+	for _, kv := range doomed {
+		a.b.Delete(kv.Key)
+	}
+	if d.PrevKV {
+		res.PrevKVs = doomed
 	}
 	res.Deleted = int64(len(doomed))
 	if len(doomed) > 0 {
@@ -249,9 +275,9 @@ func (a *applier) deleteRange(d *DeleteRangeRequest) Result {
 	return res
 }
 
-func (s *Store) rangeOp(r *RangeRequest) Result {
+func rangeOp(v View, r *RangeRequest) Result {
 	var res Result
-	s.visit(r.Key, r.RangeEnd, func(e *entry) bool {
+	visit(v, r.Key, r.RangeEnd, func(kv KeyValue) bool {
 		res.Count++
 		if r.CountOnly {
 			return true
@@ -260,7 +286,6 @@ func (s *Store) rangeOp(r *RangeRequest) Result {
 			res.More = true
 			return true // keep counting
 		}
-		kv := e.kv
 		if r.KeysOnly {
 			kv.Value = nil
 		}
@@ -270,28 +295,25 @@ func (s *Store) rangeOp(r *RangeRequest) Result {
 	return res
 }
 
-// visit calls fn on each live entry selected by (key, end) under the
+// visit calls fn on each live record selected by (key, end) under the
 // RangeRequest rules, in key order, until fn returns false.
-func (s *Store) visit(key, end []byte, fn func(*entry) bool) {
+func visit(v View, key, end []byte, fn func(KeyValue) bool) {
 	switch {
 	case len(end) == 0:
-		if e := s.kvs[string(key)]; e != nil {
-			fn(e)
+		if kv, ok := v.Get(key); ok {
+			fn(kv)
 		}
 	case isNoEnd(end):
-		s.idx.ascend(key, nil, fn)
+		v.Ascend(key, nil, fn)
 	case bytes.Compare(end, key) > 0:
-		s.idx.ascend(key, end, fn)
+		v.Ascend(key, end, fn)
 	}
 }
 
 // compare evaluates a Txn's compare against the current state.
-func (s *Store) compare(c *Compare) bool {
-	e := s.kvs[string(c.Key)]
-	var kv KeyValue
-	if e != nil {
-		kv = e.kv
-	} else if c.Target == CompareValue {
+func compare(v View, c *Compare) bool {
+	kv, ok := v.Get(c.Key)
+	if !ok && c.Target == CompareValue {
 		return false // a missing key has no value to compare (as in etcd)
 	}
 	var r int

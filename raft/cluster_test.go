@@ -22,6 +22,13 @@ import (
 //     entry is ever lost or replaced, including across restarts, since a
 //     restarted node re-emits its committed entries from index 1);
 //   - each node hands out committed entries contiguously, without repeats.
+//
+// With snapshots (withSnapshots), each node gets a memSnapshotStore, answers
+// SnapshotWanted by snapshotting its state machine (the list of entries it
+// applied) and calling Compact, discards its durable records older than a
+// checkpoint, installs received snapshots, and restarts from its newest
+// checkpoint's snapshot; a restored state machine is checked entry by entry
+// against the committed history.
 type cluster struct {
 	t     testing.TB
 	seed  uint64
@@ -61,8 +68,12 @@ type cnode struct {
 	r       *Raft
 	durable []consensus.Record
 	up      bool
-	applied []consensus.Entry // this incarnation's committed entries
+	applied []consensus.Entry // the state machine: entries applied, from index 1
 	reads   []consensus.ReadState
+	store   *memSnapshotStore // nil without snapshots
+
+	snapshots int // snapshots taken
+	restores  int // snapshots received and installed
 }
 
 type pending struct {
@@ -71,6 +82,14 @@ type pending struct {
 }
 
 type clusterOpt func(*Config)
+
+// extraClusterOpts are applied after every cluster's own options; a test
+// sets it to rerun existing scenarios in another configuration.
+var extraClusterOpts []clusterOpt
+
+// snapStats counts snapshot activity across every cluster in the test
+// binary, so that a test can check its scenarios exercised snapshots.
+var snapStats struct{ taken, restored, chunks, checkpoints int }
 
 func newCluster(t testing.TB, n int, seed uint64, opts ...clusterOpt) *cluster {
 	t.Helper()
@@ -93,8 +112,15 @@ func newCluster(t testing.TB, n int, seed uint64, opts ...clusterOpt) *cluster {
 		for _, o := range opts {
 			o(&cfg)
 		}
+		for _, o := range extraClusterOpts {
+			o(&cfg)
+		}
 		nd := &cnode{id: peers[i], cfg: cfg, up: true}
-		r, err := New(cfg, nil)
+		if _, ok := cfg.Snapshots.(wantSnapshots); ok {
+			nd.store = &memSnapshotStore{}
+			nd.cfg.Snapshots = nd.store
+		}
+		r, err := New(nd.cfg, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -149,6 +175,9 @@ func (c *cluster) crash(id consensus.NodeID) {
 	nd := c.node(id)
 	nd.up = false
 	nd.r = nil
+	if nd.store != nil {
+		nd.store.crash()
+	}
 }
 
 func (c *cluster) restart(id consensus.NodeID) {
@@ -164,8 +193,28 @@ func (c *cluster) restart(id consensus.NodeID) {
 	}
 	nd.r = r
 	nd.up = true
-	nd.applied = nil
 	nd.reads = nil
+	// The host restores the snapshot its checkpoint names.
+	applied, err := restartState(nd.durable, nd.store)
+	if err != nil {
+		c.fatalf("restart %d: %v", id, err)
+	}
+	nd.applied = nil
+	c.checkRestored(nd, applied)
+	if st := r.Status(); st.Applied != uint64(len(applied)) {
+		c.fatalf("restart %d: applied index %d, but the snapshot it restarts from is at %d", id, st.Applied, len(applied))
+	}
+}
+
+// checkRestored replaces nd's state machine with a snapshot's, checking
+// every entry in it against the committed history.
+func (c *cluster) checkRestored(nd *cnode, applied []consensus.Entry) {
+	for i, e := range applied {
+		if i >= len(c.committed) || !sameEntry(c.committed[i], e) {
+			c.fatalf("node %d restored a snapshot holding %s at index %d, not the committed entry", nd.id, FormatEntry(e), i+1)
+		}
+	}
+	nd.applied = applied
 }
 
 // tick advances time by one tick on every live node and lets the network
@@ -213,12 +262,37 @@ func (c *cluster) handleReady(nd *cnode) bool {
 	if c.onReady != nil {
 		c.onReady(nd, rd)
 	}
-	nd.durable = append(nd.durable, rd.Persist...)
+	if rd.Restore != nil {
+		if nd.store == nil {
+			c.fatalf("node %d without snapshots handed out Restore %+v", nd.id, *rd.Restore)
+		}
+		if err := nd.store.install(*rd.Restore); err != nil {
+			c.fatalf("node %d: %v", nd.id, err)
+		}
+	}
+	for _, rec := range rd.Persist {
+		if isCheckpoint(rec) {
+			snapStats.checkpoints++
+		}
+	}
+	nd.durable = persistRecords(nd.durable, rd.Persist, nd.store)
 	for _, m := range rd.Messages {
 		if m.From != nd.id {
 			c.fatalf("node %d emitted a message from %d", nd.id, m.From)
 		}
+		if m.Payload.(*Msg).Type == MsgSnap {
+			snapStats.chunks++
+		}
 		c.send(m)
+	}
+	if rd.Restore != nil {
+		applied, err := snapshotEntries(nd.store, rd.Restore.Index)
+		if err != nil {
+			c.fatalf("node %d restoring: %v", nd.id, err)
+		}
+		c.checkRestored(nd, applied)
+		nd.restores++
+		snapStats.restored++
 	}
 	for _, e := range rd.Committed {
 		c.checkCommitted(nd, e)
@@ -228,6 +302,16 @@ func (c *cluster) handleReady(nd *cnode) bool {
 	}
 	nd.reads = append(nd.reads, rd.Reads...)
 	nd.r.Advance(rd)
+	if rd.SnapshotWanted {
+		if nd.store == nil {
+			c.fatalf("node %d without snapshots asked for one", nd.id)
+		}
+		if _, err := takeSnapshot(nd.r, nd.store, nd.applied); err != nil {
+			c.fatalf("node %d: compact: %v", nd.id, err)
+		}
+		nd.snapshots++
+		snapStats.taken++
+	}
 	c.checkLeader(nd)
 	return true
 }
@@ -488,7 +572,7 @@ func (c *cluster) checkLogsAgree() {
 			continue
 		}
 		st := nd.r.Status()
-		for i := uint64(1); i <= st.Commit && i <= uint64(len(c.committed)); i++ {
+		for i := nd.r.log.offset + 1; i <= st.Commit && i <= uint64(len(c.committed)); i++ {
 			e, ok := nd.r.Entry(i)
 			if !ok || !sameEntry(e, c.committed[i-1]) {
 				c.fatalf("node %d's log at %d is %s, committed was %s", nd.id, i, FormatEntry(e), FormatEntry(c.committed[i-1]))
@@ -497,10 +581,14 @@ func (c *cluster) checkLogsAgree() {
 	}
 	// Every committed entry is held by a majority (durably, counting
 	// crashed nodes by their records).
+	logs := make([][]consensus.Entry, len(c.nodes))
+	for i, nd := range c.nodes {
+		logs[i] = c.durableLog(nd)
+	}
 	for i := range c.committed {
 		holders := 0
-		for _, nd := range c.nodes {
-			if e, ok := entryFromRecords(nd.durable, uint64(i+1)); ok && sameEntry(e, c.committed[i]) {
+		for _, l := range logs {
+			if i < len(l) && sameEntry(l[i], c.committed[i]) {
 				holders++
 			}
 		}
@@ -510,24 +598,30 @@ func (c *cluster) checkLogsAgree() {
 	}
 }
 
-// entryFromRecords replays Append records to find the entry at index.
-func entryFromRecords(recs []consensus.Record, index uint64) (consensus.Entry, bool) {
-	var e consensus.Entry
-	ok := false
-	for _, rec := range recs {
-		a, isAppend := rec.(Append)
-		if !isAppend {
-			continue
-		}
-		if a.Index <= index {
-			if off := index - a.Index; off < uint64(len(a.Entries)) {
-				e, ok = a.Entries[off], true
-			} else {
-				ok = false // truncated, or not reached
+// durableLog replays a node's durable records (and the snapshot its
+// checkpoint names) into the entries they hold, by index-1.
+func (c *cluster) durableLog(nd *cnode) []consensus.Entry {
+	var l []consensus.Entry
+	for _, rec := range nd.durable {
+		switch rec := rec.(type) {
+		case Checkpoint:
+			l = nil
+			if s := rec.SnapshotIndex(); s > 0 {
+				ents, err := snapshotEntries(nd.store, s)
+				if err != nil {
+					c.fatalf("node %d: checkpoint: %v", nd.id, err)
+				}
+				l = ents[:rec.LogIndex:rec.LogIndex]
 			}
+			l = append(l, rec.Entries...)
+		case Append:
+			if rec.Index-1 > uint64(len(l)) {
+				c.fatalf("node %d: durable Append at %d leaves a gap after %d", nd.id, rec.Index, len(l))
+			}
+			l = append(l[:rec.Index-1:rec.Index-1], rec.Entries...)
 		}
 	}
-	return e, ok
+	return l
 }
 
 func errorsIs(err, target error) bool { return errors.Is(err, target) }

@@ -25,6 +25,23 @@ const (
 	// ReadsPendingMax bounds the leader's queue of unconfirmed ReadIndex
 	// requests; beyond it ReadIndex returns ErrReadDropped.
 	ReadsPendingMax = 4096
+	// SnapshotEntriesMaxLimit bounds Config.SnapshotEntries.
+	SnapshotEntriesMaxLimit = 1 << 30
+	// SnapshotBytesMaxLimit bounds Config.SnapshotBytes.
+	SnapshotBytesMaxLimit = 1 << 30
+	// CompactionRetainEntriesMax bounds Config.CompactionRetainEntries.
+	CompactionRetainEntriesMax = 1 << 24
+	// SnapshotChunkBytesMax bounds Config.SnapshotChunkBytes: a chunk must
+	// fit the consensus-wide bound on an encoded byte string.
+	SnapshotChunkBytesMax = consensus.EncodedBytesMax
+	// SnapshotChunksInflightMax bounds the snapshot chunks in flight to one
+	// follower.
+	SnapshotChunksInflightMax = 2
+	// SnapshotRetriesMax bounds how many times in a row the leader resends
+	// the unacknowledged chunks of a snapshot transfer that makes no
+	// progress; after that it starts the transfer over with the newest
+	// snapshot.
+	SnapshotRetriesMax = 8
 )
 
 // ErrEntryTooLarge is matched (errors.Is) by the error Propose returns for a
@@ -97,6 +114,26 @@ type Config struct {
 	// (which is unsafe for liveness without it).
 	CheckQuorum bool
 
+	// Snapshots is the host's snapshot store. Nil disables snapshots: the
+	// log is never compacted, Ready.SnapshotWanted is never set and Compact
+	// fails. With a store, the host snapshots its state machine and calls
+	// Compact, the leader streams snapshots to followers that are behind
+	// the compacted log, and followers receive them through it.
+	Snapshots consensus.SnapshotStore
+	// SnapshotEntries and SnapshotBytes are the thresholds for
+	// Ready.SnapshotWanted: it is set once the entries applied since the
+	// last snapshot (or since it was last set) reach either many entries
+	// or many bytes (consensus.Entry.Size). Zero disables a threshold.
+	// Used only with Snapshots.
+	SnapshotEntries int
+	SnapshotBytes   int
+	// CompactionRetainEntries is how many entries Compact keeps behind the
+	// snapshot index, so that followers lagging by fewer entries still get
+	// appends rather than a snapshot.
+	CompactionRetainEntries int
+	// SnapshotChunkBytes bounds the snapshot data in one MsgSnap.
+	SnapshotChunkBytes int
+
 	// Rand draws election jitter. Required.
 	Rand consensus.Rand
 	// Logger receives log lines; nil discards them.
@@ -107,21 +144,28 @@ type Config struct {
 }
 
 // DefaultConfig returns a valid configuration with sane defaults: election
-// timeout 10 ticks, heartbeat 1 tick, pre-vote and check-quorum on.
+// timeout 10 ticks, heartbeat 1 tick, pre-vote and check-quorum on;
+// snapshot thresholds of 10000 entries or 64 MiB, 1000 entries retained
+// behind a snapshot and 256 KiB snapshot chunks, but no snapshot store (so
+// snapshots are off until the host sets Snapshots).
 func DefaultConfig(id consensus.NodeID, peers []consensus.NodeID, rand consensus.Rand) Config {
 	return Config{
-		ID:                   id,
-		Peers:                peers,
-		ElectionTimeoutTicks: 10,
-		HeartbeatTicks:       1,
-		InflightMsgsMax:      256,
-		EntriesPerMsgMax:     1024,
-		MsgBytesMax:          1 << 20,
-		EntryBytesMax:        1 << 20,
-		ProposalsPendingMax:  1 << 14,
-		PreVote:              true,
-		CheckQuorum:          true,
-		Rand:                 rand,
+		ID:                      id,
+		Peers:                   peers,
+		ElectionTimeoutTicks:    10,
+		HeartbeatTicks:          1,
+		InflightMsgsMax:         256,
+		EntriesPerMsgMax:        1024,
+		MsgBytesMax:             1 << 20,
+		EntryBytesMax:           1 << 20,
+		ProposalsPendingMax:     1 << 14,
+		PreVote:                 true,
+		CheckQuorum:             true,
+		SnapshotEntries:         10000,
+		SnapshotBytes:           64 << 20,
+		CompactionRetainEntries: 1000,
+		SnapshotChunkBytes:      256 << 10,
+		Rand:                    rand,
 	}
 }
 
@@ -170,6 +214,18 @@ func (c Config) Validate() error {
 		return err
 	}
 	if err := checkRange("ProposalsPendingMax", c.ProposalsPendingMax, 1, ProposalsPendingMaxLimit); err != nil {
+		return err
+	}
+	if err := checkRange("SnapshotEntries", c.SnapshotEntries, 0, SnapshotEntriesMaxLimit); err != nil {
+		return err
+	}
+	if err := checkRange("SnapshotBytes", c.SnapshotBytes, 0, SnapshotBytesMaxLimit); err != nil {
+		return err
+	}
+	if err := checkRange("CompactionRetainEntries", c.CompactionRetainEntries, 0, CompactionRetainEntriesMax); err != nil {
+		return err
+	}
+	if err := checkRange("SnapshotChunkBytes", c.SnapshotChunkBytes, 1, SnapshotChunkBytesMax); err != nil {
 		return err
 	}
 	if c.Rand == nil {

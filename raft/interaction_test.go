@@ -23,6 +23,9 @@ import (
 //
 //	add-nodes N [prevote=true] [checkquorum=true] [election=10] [heartbeat=1]
 //	          [entries-per-msg=N] [inflight=N] [bug=NAME]
+//	          [snapshots=true] [snap-entries=N] [retain=N] [chunk=N]
+//	                              snapshots=true gives each node a memory
+//	                              snapshot store (thresholds default off)
 //	campaign ID                   start an election now (pre-vote if enabled)
 //	tick ID|all [N]               tick N times (default 1)
 //	propose ID DATA [count=N]     propose DATA (N copies, numbered)
@@ -37,6 +40,8 @@ import (
 //	crash ID / restart ID         restart rebuilds from persisted records
 //	status [ID...] / raft-state / log ID
 //	check                         committed entries agree on every node
+//	compact ID [index=N]          the host snapshots its state machine at
+//	                              its applied index (or N) and calls Compact
 func TestInteraction(t *testing.T) {
 	datadriven.Walk(t, "testdata", func(t *testing.T, path string) {
 		env := &interactionEnv{}
@@ -71,6 +76,7 @@ type inode struct {
 	durable []consensus.Record
 	up      bool
 	applied []consensus.Entry
+	store   *memSnapshotStore // nil without snapshots
 }
 
 // maxRand makes every election timeout 2E-1.
@@ -238,6 +244,9 @@ func (e *interactionEnv) handle(t *testing.T, d *datadriven.TestData) error {
 			}
 			nd.up = false
 			nd.r = nil
+			if nd.store != nil {
+				nd.store.crash()
+			}
 		}
 	case "restart":
 		for _, a := range args {
@@ -249,7 +258,14 @@ func (e *interactionEnv) handle(t *testing.T, d *datadriven.TestData) error {
 			if err != nil {
 				return err
 			}
-			nd.r, nd.up, nd.applied = r, true, nil
+			applied, err := restartState(nd.durable, nd.store)
+			if err != nil {
+				return err
+			}
+			if len(applied) > 0 {
+				fmt.Fprintf(&e.out, "%d: restored snapshot at %d\n", nd.id, len(applied))
+			}
+			nd.r, nd.up, nd.applied = r, true, applied
 			e.printStatus(nd)
 		}
 	case "status":
@@ -272,13 +288,36 @@ func (e *interactionEnv) handle(t *testing.T, d *datadriven.TestData) error {
 			}
 			st := nd.r.Status()
 			fmt.Fprintf(&e.out, "%d: commit=%d\n", nd.id, st.Commit)
-			for i := uint64(1); i <= st.LastIndex; i++ {
+			if off := nd.r.log.offset; off > 0 {
+				fmt.Fprintf(&e.out, "  (compacted through %d/%d; snapshot %d/%d)\n", off, nd.r.log.entries[0].Term, nd.r.snap.Index, nd.r.snap.Term)
+			}
+			for i := nd.r.log.offset + 1; i <= st.LastIndex; i++ {
 				en, _ := nd.r.Entry(i)
 				fmt.Fprintf(&e.out, "  %s\n", FormatEntry(en))
 			}
 		}
 	case "check":
 		e.check()
+	case "compact":
+		if len(args) != 1 {
+			return fmt.Errorf("usage: compact ID [index=N]")
+		}
+		nd, err := e.upNode(args[0])
+		if err != nil {
+			return err
+		}
+		if nd.store == nil {
+			return fmt.Errorf("node %d has no snapshot store", nd.id)
+		}
+		index := intArg(t, d, "index", len(nd.applied))
+		if index < 1 || index > len(nd.applied) {
+			return fmt.Errorf("node %d has applied %d entries; cannot snapshot at %d", nd.id, len(nd.applied), index)
+		}
+		meta, err := takeSnapshot(nd.r, nd.store, nd.applied[:index])
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(&e.out, "%d: snapshot %d/%d (%d bytes); log compacted through %d\n", nd.id, meta.Index, meta.Term, len(encodeApplied(nd.applied[:index])), nd.r.log.offset)
 	default:
 		t.Fatalf("unknown command %q", d.Cmd)
 	}
@@ -319,11 +358,20 @@ func (e *interactionEnv) addNodes(t *testing.T, d *datadriven.TestData, n int) e
 		if bug != "" {
 			SetBug(&cfg, bug)
 		}
+		var store *memSnapshotStore
+		if boolArg(t, d, "snapshots", false) {
+			store = &memSnapshotStore{}
+			cfg.Snapshots = store
+			cfg.SnapshotEntries = intArg(t, d, "snap-entries", 0)
+			cfg.SnapshotBytes = 0
+			cfg.CompactionRetainEntries = intArg(t, d, "retain", 0)
+			cfg.SnapshotChunkBytes = intArg(t, d, "chunk", cfg.SnapshotChunkBytes)
+		}
 		r, err := New(cfg, nil)
 		if err != nil {
 			return err
 		}
-		e.nodes = append(e.nodes, &inode{id: id, cfg: cfg, r: r, up: true})
+		e.nodes = append(e.nodes, &inode{id: id, cfg: cfg, r: r, up: true, store: store})
 		e.group = append(e.group, 0)
 	}
 	fmt.Fprintf(&e.out, "added %d nodes (prevote=%v checkquorum=%v election=%d heartbeat=%d)\n", n,
@@ -390,9 +438,33 @@ func (e *interactionEnv) processReady(nd *inode, verbose bool) bool {
 				fmt.Fprintf(&e.out, "    index=%d ctx=%q\n", rs.Index, rs.Context)
 			}
 		}
+		if rd.Restore != nil {
+			fmt.Fprintf(&e.out, "  Restore: snapshot %d/%d voters=%v\n", rd.Restore.Index, rd.Restore.Term, rd.Restore.Voters)
+		}
+		if rd.SnapshotWanted {
+			fmt.Fprintf(&e.out, "  SnapshotWanted\n")
+		}
 	}
-	nd.durable = append(nd.durable, rd.Persist...)
+	if rd.Restore != nil {
+		if err := nd.store.install(*rd.Restore); err != nil {
+			panic(err)
+		}
+	}
+	nd.durable = persistRecords(nd.durable, rd.Persist, nd.store)
 	e.queue = append(e.queue, rd.Messages...)
+	if rd.Restore != nil {
+		applied, err := snapshotEntries(nd.store, rd.Restore.Index)
+		if err != nil {
+			panic(err)
+		}
+		for _, en := range applied {
+			if i := en.Index - 1; i >= uint64(len(e.history)) || !sameEntry(e.history[i], en) {
+				e.violations++
+				fmt.Fprintf(&e.out, "VIOLATION: %d restored %s at index %d, which was not committed there\n", nd.id, FormatEntry(en), en.Index)
+			}
+		}
+		nd.applied = applied
+	}
 	nd.applied = append(nd.applied, rd.Committed...)
 	for _, en := range rd.Committed {
 		switch i := en.Index - 1; {
@@ -449,6 +521,7 @@ func (e *interactionEnv) stabilize(only []consensus.NodeID, summary bool) {
 	in := func(id consensus.NodeID) bool { return len(only) == 0 || slices.Contains(only, id) }
 	rounds := 0
 	counts := map[string]int{}
+	chunkBytes := map[string]int{}
 	for {
 		moved := false
 		for _, nd := range e.nodes {
@@ -469,6 +542,9 @@ func (e *interactionEnv) stabilize(only []consensus.NodeID, summary bool) {
 				k += "(rejected)"
 			}
 			counts[k]++
+			if p.Type == MsgSnap {
+				chunkBytes[k] += len(p.Data)
+			}
 		}
 		if len(got) > 0 {
 			moved = true
@@ -487,6 +563,9 @@ func (e *interactionEnv) stabilize(only []consensus.NodeID, summary bool) {
 		fmt.Fprintf(&e.out, "%d delivery rounds;", rounds)
 		for _, k := range keys {
 			fmt.Fprintf(&e.out, " %s=%d", k, counts[k])
+			if b, ok := chunkBytes[k]; ok {
+				fmt.Fprintf(&e.out, "(%d bytes)", b)
+			}
 		}
 		fmt.Fprintln(&e.out)
 	}

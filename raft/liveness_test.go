@@ -128,7 +128,7 @@ func TestStickinessWithCheckQuorum(t *testing.T) {
 // with an error and does not move the replica to its (higher) term.
 func TestUnknownMessageTypeKeepsTerm(t *testing.T) {
 	rs := newTestRafts(t, 3, nil)
-	for _, typ := range []MsgType{0, MsgHeartbeatResp + 1, 255} {
+	for _, typ := range []MsgType{0, msgTypeLast + 1, 255} {
 		err := rs[0].Step(consensus.Message{From: 2, To: 1, Payload: &Msg{Type: typ, Term: 7}})
 		if err == nil {
 			t.Errorf("Step accepted message type %v", typ)

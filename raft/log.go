@@ -8,8 +8,10 @@ import (
 
 // raftLog is the in-memory log: a slice of entries with an offset.
 //
-// entries[0] is a sentinel standing for the entry at index offset (index 0,
-// term 0 until snapshots exist); entries[i] is the entry at offset+i.
+// entries[0] is a sentinel standing for the entry at index offset, the last
+// entry of the compacted prefix: it carries only that entry's index and term
+// (index 0, term 0 before any compaction). entries[i] is the entry at
+// offset+i. The log holds the entries offset+1..lastIndex().
 //
 // Slices of entries are handed to the host (in Persist, Messages and
 // Committed) and must never change afterwards. So the log never writes into
@@ -129,6 +131,40 @@ func (l *raftLog) findConflictByTerm(index, term uint64) (uint64, uint64) {
 		index--
 	}
 	return l.offset, l.entries[0].Term
+}
+
+// compact discards the entries up to and including i, which must be
+// committed, keeping the term of i in the sentinel. The remaining entries
+// move to a fresh array, so slices handed out earlier stay untouched and the
+// discarded prefix can be freed.
+func (l *raftLog) compact(i uint64) {
+	if i < l.offset || i > l.committed {
+		panic(fmt.Sprintf("raft: compacting to %d outside the committed log (%d..%d)", i, l.offset, l.committed))
+	}
+	l.discardTo(i)
+}
+
+// discardTo is compact without the check that i is committed.
+func (l *raftLog) discardTo(i uint64) {
+	rest := l.entries[i-l.offset+1:]
+	ents := make([]consensus.Entry, 1, 1+len(rest)+64)
+	ents[0] = consensus.Entry{Index: i, Term: l.mustTerm(i)}
+	l.entries = append(ents, rest...)
+	l.offset = i
+}
+
+// restore makes the log start after the entry at index with the given term,
+// committed. If the log holds that entry, the entries after it stay (Raft
+// §7); otherwise the log becomes empty after it.
+func (l *raftLog) restore(index, term uint64) {
+	if l.matchTerm(index, term) {
+		l.discardTo(index)
+	} else {
+		l.entries = make([]consensus.Entry, 1, 64)
+		l.entries[0] = consensus.Entry{Index: index, Term: term}
+		l.offset = index
+	}
+	l.committed = index
 }
 
 // commitTo raises the commit index to i.

@@ -46,6 +46,8 @@ func configMatrixRun(t *testing.T, seed uint64, iters int, opt clusterOpt) {
 
 	type held struct{ live, saved []consensus.Entry }
 	var handedOut []held
+	type heldBytes struct{ live, saved []byte }
+	var chunks []heldBytes
 	keep := func(es []consensus.Entry) {
 		if len(es) > 0 {
 			handedOut = append(handedOut, held{es, slices.Clone(es)})
@@ -53,12 +55,19 @@ func configMatrixRun(t *testing.T, seed uint64, iters int, opt clusterOpt) {
 	}
 	c.onReady = func(_ *cnode, rd consensus.Ready) {
 		for _, rec := range rd.Persist {
-			if a, ok := rec.(Append); ok {
-				keep(a.Entries)
+			switch rec := rec.(type) {
+			case Append:
+				keep(rec.Entries)
+			case Checkpoint:
+				keep(rec.Entries)
 			}
 		}
 		for _, m := range rd.Messages {
-			keep(m.Payload.(*Msg).Entries)
+			p := m.Payload.(*Msg)
+			keep(p.Entries)
+			if len(p.Data) > 0 {
+				chunks = append(chunks, heldBytes{p.Data, slices.Clone(p.Data)})
+			}
 		}
 		keep(rd.Committed)
 	}
@@ -113,6 +122,11 @@ func configMatrixRun(t *testing.T, seed uint64, iters int, opt clusterOpt) {
 	for _, h := range handedOut {
 		if !slices.EqualFunc(h.live, h.saved, sameEntry) {
 			c.fatalf("entries handed out in a Ready changed from %v to %v", h.saved, h.live)
+		}
+	}
+	for _, h := range chunks {
+		if !slices.Equal(h.live, h.saved) {
+			c.fatalf("a snapshot chunk handed out in a Ready changed")
 		}
 	}
 	if len(c.committed) < iters/10 || c.readsDone < iters/20 {

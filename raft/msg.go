@@ -35,7 +35,21 @@ const (
 	MsgHeartbeat
 	// MsgHeartbeatResp acknowledges a heartbeat, echoing its ReadSeq.
 	MsgHeartbeatResp
+	// MsgSnap carries one chunk of the snapshot Snapshot: Data at Offset,
+	// Last if it ends the snapshot. A snapshot is sent in chunks of at
+	// most Config.SnapshotChunkBytes, never whole.
+	MsgSnap
+	// MsgSnapResp answers a MsgSnap that is not the last chunk (the last
+	// one, once installed, is answered with a MsgAppResp at the snapshot's
+	// index). Index is the snapshot's index; Offset the offset the follower
+	// expects next. Reject marks an out-of-order chunk or a failure to
+	// store one (Offset 0: start over); a reject from a replica of a later
+	// term carries only its term.
+	MsgSnapResp
 )
+
+// msgTypeLast is the highest MsgType.
+const msgTypeLast = MsgSnapResp
 
 var msgTypeNames = [...]string{
 	MsgPreVote:       "PreVote",
@@ -46,6 +60,8 @@ var msgTypeNames = [...]string{
 	MsgAppResp:       "AppResp",
 	MsgHeartbeat:     "Heartbeat",
 	MsgHeartbeatResp: "HeartbeatResp",
+	MsgSnap:          "Snap",
+	MsgSnapResp:      "SnapResp",
 }
 
 var msgTypeQualified = [...]string{
@@ -57,6 +73,8 @@ var msgTypeQualified = [...]string{
 	MsgAppResp:       "raft.AppResp",
 	MsgHeartbeat:     "raft.Heartbeat",
 	MsgHeartbeatResp: "raft.HeartbeatResp",
+	MsgSnap:          "raft.Snap",
+	MsgSnapResp:      "raft.SnapResp",
 }
 
 // String names the message type.
@@ -69,7 +87,8 @@ func (t MsgType) String() string {
 
 // Msg is the payload of every Raft message. Which fields are meaningful
 // depends on Type (see the MsgType constants). A Msg is never modified after
-// it is handed to the host, and neither is its Entries slice.
+// it is handed to the host, and neither are its Entries, Snapshot.Voters
+// and Data.
 type Msg struct {
 	Type MsgType
 	// Term is the sender's term, except in a pre-vote request and its
@@ -88,6 +107,12 @@ type Msg struct {
 	// ReadSeq numbers the leader's read-confirmation rounds (heartbeats and
 	// their responses).
 	ReadSeq uint64
+	// Snapshot, Offset, Data and Last describe a snapshot chunk (MsgSnap);
+	// MsgSnapResp uses Index and Offset.
+	Snapshot consensus.SnapshotMeta
+	Offset   int64
+	Data     []byte
+	Last     bool
 }
 
 // MessageType implements consensus.Payload.
@@ -146,6 +171,24 @@ func (m *Msg) String() string {
 			b.WriteString(" read=")
 			b.WriteString(strconv.FormatUint(m.ReadSeq, 10))
 		}
+	case MsgSnap:
+		b.WriteString(" snap=")
+		writeIndexTerm(&b, m.Snapshot.Index, m.Snapshot.Term)
+		b.WriteString(" offset=")
+		b.WriteString(strconv.FormatInt(m.Offset, 10))
+		b.WriteString(" bytes=")
+		b.WriteString(strconv.Itoa(len(m.Data)))
+		if m.Last {
+			b.WriteString(" last")
+		}
+	case MsgSnapResp:
+		if m.Reject {
+			b.WriteString(" rejected")
+		}
+		b.WriteString(" snap=")
+		b.WriteString(strconv.FormatUint(m.Index, 10))
+		b.WriteString(" offset=")
+		b.WriteString(strconv.FormatInt(m.Offset, 10))
 	}
 	return b.String()
 }

@@ -1,5 +1,7 @@
 package raft
 
+import "github.com/synod-io/synod/consensus"
+
 // progressState is how a leader replicates to one follower.
 type progressState uint8
 
@@ -11,11 +13,19 @@ const (
 	// stateReplicate: the follower's log matches up to match; the leader
 	// streams appends optimistically, up to InflightMsgsMax in flight.
 	stateReplicate
+	// stateSnapshot: the follower needs entries the leader has compacted
+	// away. The leader streams a snapshot to it in chunks (see snapSend),
+	// and sends no appends until the follower acknowledges the installed
+	// snapshot with an append response; then it replicates from there.
+	stateSnapshot
 )
 
 func (s progressState) String() string {
-	if s == stateReplicate {
+	switch s {
+	case stateReplicate:
 		return "replicate"
+	case stateSnapshot:
+		return "snapshot"
 	}
 	return "probe"
 }
@@ -38,8 +48,39 @@ type progress struct {
 	// entries (after a heartbeat response from a lagging follower).
 	sendEmpty bool
 	// readAck is the highest read round the peer acknowledged this term.
-	readAck  uint64
+	readAck uint64
+	// inflight holds, in replicate state, the last index of each append in
+	// flight; in snapshot state, the end offset of each chunk in flight
+	// (at most SnapshotChunksInflightMax).
 	inflight inflights
+	// snap is the transfer in snapshot state.
+	snap snapSend
+}
+
+// snapSend is a leader's transfer of one snapshot to one follower.
+//
+// Chunks go out in order from offset 0, at most SnapshotChunksInflightMax
+// unacknowledged at a time. The follower acknowledges each chunk but the
+// last with a MsgSnapResp carrying the offset it expects next, rejects an
+// out-of-order chunk with the offset it expects (0 after an error), and
+// answers the last chunk, once installed, with a MsgAppResp at the
+// snapshot's index. A transfer that makes no progress for
+// snapshotResendTicks resends from the acknowledged offset; after
+// SnapshotRetriesMax such resends in a row, or when the snapshot can no
+// longer be read, it starts over from offset 0 of the newest snapshot.
+type snapSend struct {
+	// meta is the snapshot being sent; Index 0 while none could be chosen
+	// (the transfer waits for the resend timer to try again).
+	meta consensus.SnapshotMeta
+	// sent is the offset of the next chunk to send; acked the offset the
+	// follower last said it expects. Invariant: acked <= sent.
+	sent, acked int64
+	// done is set once the last chunk is sent.
+	done bool
+	// stallTicks counts ticks without progress; retries counts resends in
+	// a row without progress.
+	stallTicks int
+	retries    int
 }
 
 func (p *progress) reset(next uint64, inflightMax int) {
@@ -51,12 +92,17 @@ func (p *progress) reset(next uint64, inflightMax int) {
 	p.readAck = 0
 	p.sendEmpty = false
 	p.inflight.reset(inflightMax)
+	p.snap = snapSend{}
 }
 
-// paused reports whether the leader must not send appends now.
+// paused reports whether the leader must not send appends (in snapshot
+// state: chunks) now.
 func (p *progress) paused() bool {
-	if p.state == stateProbe {
+	switch p.state {
+	case stateProbe:
 		return p.probeSent
+	case stateSnapshot:
+		return p.snap.meta.Index == 0 || p.snap.done || p.inflight.full() || p.inflight.count >= SnapshotChunksInflightMax
 	}
 	return p.inflight.full()
 }
@@ -66,12 +112,34 @@ func (p *progress) becomeProbe() {
 	p.probeSent = false
 	p.next = p.match + 1
 	p.inflight.clear()
+	p.snap = snapSend{}
 }
 
 func (p *progress) becomeReplicate() {
 	p.state = stateReplicate
 	p.probeSent = false
 	p.next = p.match + 1
+	p.inflight.clear()
+	p.snap = snapSend{}
+}
+
+// becomeSnapshot starts sending the snapshot meta (Index 0: none yet) from
+// offset 0.
+func (p *progress) becomeSnapshot(meta consensus.SnapshotMeta) {
+	p.state = stateSnapshot
+	p.probeSent = false
+	p.inflight.clear()
+	p.snap = snapSend{meta: meta}
+	if meta.Index >= p.next {
+		p.next = meta.Index + 1
+	}
+}
+
+// snapRewind makes the transfer resend from offset.
+func (p *progress) snapRewind(offset int64) {
+	p.snap.sent, p.snap.acked = offset, offset
+	p.snap.done = false
+	p.snap.stallTicks = 0
 	p.inflight.clear()
 }
 
@@ -95,7 +163,10 @@ func (p *progress) maybeUpdate(index uint64) bool {
 // match. It reports whether the rejection was current (not stale) and next
 // moved.
 func (p *progress) maybeBackOff(rejected, hint uint64) bool {
-	if p.state == stateReplicate {
+	switch p.state {
+	case stateSnapshot:
+		return false // the snapshot replaces what any append could repair
+	case stateReplicate:
 		if rejected <= p.match {
 			return false // stale: the follower has since matched beyond it
 		}

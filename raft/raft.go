@@ -64,6 +64,43 @@ type Raft struct {
 	// pendingReads are unconfirmed reads in request order. Those with seq 0
 	// (always a prefix) wait for the leader's first commit in its term.
 	pendingReads []pendingRead
+
+	// Snapshots (only with cfg.Snapshots).
+	//
+	// snap is the snapshot the log builds on: the last one passed to
+	// Compact, received from a leader, or named by the checkpoint New
+	// replayed. Index 0: none.
+	// Invariant: log.offset <= snap.Index <= emitted.
+	snap consensus.SnapshotMeta
+	// checkpointDue makes the next Ready persist a Checkpoint (after
+	// Compact, or after installing a received snapshot).
+	checkpointDue bool
+	// restore is the received snapshot the next Ready hands out in
+	// Ready.Restore. restoring is set from when it was received until the
+	// Advance of that Ready: meanwhile the store holds it uninstalled, so
+	// no new transfer may start.
+	restore   *consensus.SnapshotMeta
+	restoring bool
+	// snapWanted makes the next Ready set SnapshotWanted.
+	snapWanted bool
+	// sinceSnapEntries and sinceSnapBytes count what was applied since the
+	// last snapshot or the last SnapshotWanted, against the thresholds.
+	sinceSnapEntries int
+	sinceSnapBytes   int
+	// recv is a follower's incoming snapshot transfer.
+	recv snapRecv
+}
+
+// snapRecv is a follower's transfer in progress: the chunks of meta up to
+// offset next came from leader from in term term. A chunk continues it only
+// if it comes from the same leader in the same term (snapshots of the same
+// index taken by different replicas may differ byte for byte).
+type snapRecv struct {
+	active bool
+	meta   consensus.SnapshotMeta
+	from   consensus.NodeID
+	term   uint64
+	next   int64
 }
 
 type pendingRead struct {
@@ -72,12 +109,21 @@ type pendingRead struct {
 	ctx   []byte
 }
 
-var _ consensus.Replica = (*Raft)(nil)
+var (
+	_ consensus.Replica   = (*Raft)(nil)
+	_ consensus.Compactor = (*Raft)(nil)
+)
 
 // New returns a replica configured by cfg. durable is every record the
-// replica ever emitted in Ready.Persist, in order (nil for a new replica);
-// New rebuilds term, vote, commit index and log from it. A restarted replica
-// starts as a follower and re-emits its committed entries from index 1.
+// replica ever emitted in Ready.Persist, in order (nil for a new replica),
+// or any suffix of them that starts with a Checkpoint: New replays from the
+// newest Checkpoint in durable (ignoring the records before it) and rebuilds
+// term, vote, commit index and log. A restarted replica starts as a
+// follower. Without a checkpoint it re-emits its committed entries from
+// index 1. With one, its applied index starts at the checkpoint's snapshot
+// index, and it re-emits committed entries from the one after: the host
+// must first restore its state machine from that snapshot, which
+// cfg.Snapshots must hold (New fails if its newest snapshot is older).
 func New(cfg Config, durable []consensus.Record) (*Raft, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -96,10 +142,23 @@ func New(cfg Config, durable []consensus.Record) (*Raft, error) {
 	r.prs = make([]progress, len(r.peers))
 	r.votes = make([]int8, len(r.peers))
 
+	start := 0
+	for i := len(durable) - 1; i >= 0; i-- {
+		if isCheckpoint(durable[i]) {
+			start = i
+			break
+		}
+	}
 	var hs HardState
-	for i, rec := range durable {
+	for i := start; i < len(durable); i++ {
 		var err error
-		switch rec := rec.(type) {
+		switch rec := durable[i].(type) {
+		case Checkpoint:
+			err = r.replayCheckpoint(&rec, i == start)
+			hs = rec.HardState
+		case *Checkpoint:
+			err = r.replayCheckpoint(rec, i == start)
+			hs = rec.HardState
 		case HardState:
 			err = checkHardState(hs, rec)
 			hs = rec
@@ -124,13 +183,34 @@ func New(cfg Config, durable []consensus.Record) (*Raft, error) {
 	if lt := r.log.lastTerm(); lt > hs.Term {
 		return nil, fmt.Errorf("raft: node %d: durable log ends in term %d, after the durable term %d", r.id, lt, hs.Term)
 	}
+	if hs.Commit < r.snap.Index {
+		return nil, fmt.Errorf("raft: node %d: durable commit index %d is below the snapshot index %d", r.id, hs.Commit, r.snap.Index)
+	}
+	if r.snap.Index > 0 {
+		if cfg.Snapshots == nil {
+			return nil, fmt.Errorf("raft: node %d: the durable log starts after snapshot %d (term %d), but Config.Snapshots is nil: the snapshot the log depends on is missing", r.id, r.snap.Index, r.snap.Term)
+		}
+		newest, ok := cfg.Snapshots.Newest()
+		if !ok || newest.Index < r.snap.Index {
+			have := "none"
+			if ok {
+				have = fmt.Sprintf("the newest is at index %d", newest.Index)
+			}
+			return nil, fmt.Errorf("raft: node %d: the durable log starts after snapshot %d (term %d), but the snapshot store holds no such snapshot (%s): the snapshot the log depends on is missing", r.id, r.snap.Index, r.snap.Term, have)
+		}
+	}
+	r.applied, r.emitted = r.snap.Index, r.snap.Index
 	r.term, r.vote = hs.Term, hs.Vote
 	r.log.committed = hs.Commit
 	r.persisted = hs
 	r.unstable = last + 1
 	r.becomeFollower(r.term, consensus.None)
 	if len(durable) > 0 {
-		r.logger.Infof("raft %d: restarted at term %d, vote %d, commit %d, last index %d", r.id, r.term, r.vote, hs.Commit, last)
+		if r.snap.Index > 0 {
+			r.logger.Infof("raft %d: restarted at term %d, vote %d, commit %d, last index %d, from snapshot %d/%d (log after %d)", r.id, r.term, r.vote, hs.Commit, last, r.snap.Index, r.snap.Term, r.log.offset)
+		} else {
+			r.logger.Infof("raft %d: restarted at term %d, vote %d, commit %d, last index %d", r.id, r.term, r.vote, hs.Commit, last)
+		}
 	}
 	return r, nil
 }
@@ -143,6 +223,36 @@ func checkHardState(prev, hs HardState) error {
 		return fmt.Errorf("HardState vote changed from %d to %d within term %d", prev.Vote, hs.Vote, hs.Term)
 	}
 	return nil
+}
+
+func isCheckpoint(rec consensus.Record) bool {
+	switch rec.(type) {
+	case Checkpoint, *Checkpoint:
+		return true
+	}
+	return false
+}
+
+// replayCheckpoint rebuilds the log from a Checkpoint during New. It is
+// always the first record replayed.
+func (r *Raft) replayCheckpoint(cp *Checkpoint, first bool) error {
+	if !first {
+		panic("raft: a checkpoint replayed after another record")
+	}
+	if err := cp.validate(); err != nil {
+		return err
+	}
+	r.log.entries = make([]consensus.Entry, 1, 1+len(cp.Entries)+64)
+	r.log.entries[0] = consensus.Entry{Index: cp.LogIndex, Term: cp.LogTerm}
+	r.log.entries = append(r.log.entries, cp.Entries...)
+	r.log.offset = cp.LogIndex
+	r.snap = cloneMeta(cp.Snapshot)
+	return nil
+}
+
+func cloneMeta(m consensus.SnapshotMeta) consensus.SnapshotMeta {
+	m.Voters = slices.Clip(slices.Clone(m.Voters))
+	return m
 }
 
 // replayAppend applies an Append record during New. Nothing has been handed
@@ -231,6 +341,11 @@ func (r *Raft) tickLeader() {
 		r.heartbeatElapsed = 0
 		// Sent at the next Ready: several ticks between Readys send one.
 		r.heartbeatDue = true
+	}
+	for i := range r.prs {
+		if i != r.self && r.prs[i].state == stateSnapshot {
+			r.tickSnapshot(i)
+		}
 	}
 }
 
@@ -419,7 +534,7 @@ func (r *Raft) Step(msg consensus.Message) error {
 	if !ok || m == nil {
 		return fmt.Errorf("raft %d: cannot step a %T payload", r.id, msg.Payload)
 	}
-	if m.Type < MsgPreVote || m.Type > MsgHeartbeatResp {
+	if m.Type < MsgPreVote || m.Type > msgTypeLast {
 		// Refuse it before looking at its term: an unknown message must not
 		// move this replica to a later term.
 		return fmt.Errorf("raft %d: unknown message type %v from %d", r.id, m.Type, msg.From)
@@ -449,7 +564,7 @@ func (r *Raft) Step(msg consensus.Message) error {
 				break // a grant carries the term we would campaign in
 			}
 			r.becomeFollower(m.Term, consensus.None)
-		case MsgApp, MsgHeartbeat:
+		case MsgApp, MsgHeartbeat, MsgSnap:
 			r.becomeFollower(m.Term, msg.From)
 		default:
 			r.becomeFollower(m.Term, consensus.None)
@@ -466,6 +581,8 @@ func (r *Raft) Step(msg consensus.Message) error {
 			r.send(msg.From, &Msg{Type: MsgPreVoteResp, Term: r.term, Reject: true})
 		case MsgVote:
 			r.send(msg.From, &Msg{Type: MsgVoteResp, Term: r.term, Reject: true})
+		case MsgSnap:
+			r.send(msg.From, &Msg{Type: MsgSnapResp, Term: r.term, Reject: true, Index: m.Snapshot.Index})
 		}
 		return nil
 	}
@@ -492,6 +609,10 @@ func stepFollower(r *Raft, pos int, m *Msg) {
 		r.electionElapsed = 0
 		r.leader = r.peers[pos]
 		r.handleHeartbeat(pos, m)
+	case MsgSnap:
+		r.electionElapsed = 0
+		r.leader = r.peers[pos]
+		r.handleSnap(pos, m)
 	case MsgPreVote, MsgVote:
 		r.handleVoteRequest(pos, m)
 	}
@@ -499,7 +620,7 @@ func stepFollower(r *Raft, pos int, m *Msg) {
 
 func stepCandidate(r *Raft, pos int, m *Msg) {
 	switch m.Type {
-	case MsgApp, MsgHeartbeat:
+	case MsgApp, MsgHeartbeat, MsgSnap:
 		// A leader exists in our term (or a later one).
 		r.becomeFollower(m.Term, r.peers[pos])
 		stepFollower(r, pos, m)
@@ -534,9 +655,11 @@ func stepLeader(r *Raft, pos int, m *Msg) {
 		r.handleAppResp(pos, m)
 	case MsgHeartbeatResp:
 		r.handleHeartbeatResp(pos, m)
+	case MsgSnapResp:
+		r.handleSnapResp(pos, m)
 	case MsgPreVote, MsgVote:
 		r.handleVoteRequest(pos, m)
-	case MsgApp, MsgHeartbeat:
+	case MsgApp, MsgHeartbeat, MsgSnap:
 		r.logger.Warnf("raft %d: leader at term %d got %v from %d, another leader of the same term", r.id, r.term, m.Type, r.peers[pos])
 	}
 }
@@ -620,6 +743,16 @@ func (r *Raft) handleAppResp(pos int, m *Msg) {
 		pr.becomeReplicate()
 	case stateReplicate:
 		pr.inflight.freeLE(m.Index)
+	case stateSnapshot:
+		// The follower installed a snapshot (or otherwise caught up): if
+		// the log still holds what follows, replicate from there. If the
+		// log was compacted past what it now has, it needs a newer one.
+		switch {
+		case pr.match >= r.log.offset:
+			pr.becomeReplicate()
+		case pr.match >= pr.snap.meta.Index:
+			r.restartSnapshot(pos)
+		}
 	}
 	if r.maybeCommit() {
 		r.commitBcast = true
@@ -733,6 +866,14 @@ func (r *Raft) flushAppends() {
 // sendIfEmpty it sends one even without entries, to carry the commit index.
 func (r *Raft) sendAppends(pos int, sendIfEmpty bool) {
 	pr := &r.prs[pos]
+	if pr.state != stateSnapshot && pr.next <= r.log.offset {
+		// The entry before next is compacted away.
+		r.startSnapshot(pos)
+	}
+	if pr.state == stateSnapshot {
+		r.sendSnapChunks(pos)
+		return
+	}
 	last := r.log.lastIndex()
 	for !pr.paused() {
 		if pr.next > last && !sendIfEmpty {
@@ -903,7 +1044,16 @@ func (r *Raft) Ready() consensus.Ready {
 	var rd consensus.Ready
 	last := r.log.lastIndex()
 	hs := r.hardState()
-	if r.unstable <= last || hs != r.persisted {
+	if r.checkpointDue {
+		r.checkpointDue = false
+		cp := Checkpoint{Snapshot: r.snap, HardState: hs, LogIndex: r.log.offset, LogTerm: r.log.entries[0].Term}
+		if last > r.log.offset {
+			cp.Entries = r.log.slice(r.log.offset+1, last+1)
+		}
+		rd.Persist = []consensus.Record{cp}
+		r.unstable = last + 1
+		r.persisted = hs
+	} else if r.unstable <= last || hs != r.persisted {
 		recs := make([]consensus.Record, 0, 2)
 		if r.unstable <= last {
 			recs = append(recs, Append{Index: r.unstable, Entries: r.log.slice(r.unstable, last+1)})
@@ -928,14 +1078,33 @@ func (r *Raft) Ready() consensus.Ready {
 		rd.Reads = r.reads
 		r.reads = nil
 	}
+	rd.Restore, r.restore = r.restore, nil
+	rd.SnapshotWanted, r.snapWanted = r.snapWanted, false
 	return rd
 }
 
 // Advance implements consensus.Replica.
 func (r *Raft) Advance(rd consensus.Ready) {
-	if n := len(rd.Committed); n > 0 {
-		if i := rd.Committed[n-1].Index; i > r.applied {
-			r.applied = i
-		}
+	if rd.Restore != nil {
+		r.restoring = false
+		r.applied = max(r.applied, rd.Restore.Index)
 	}
+	for i := range rd.Committed {
+		e := &rd.Committed[i]
+		if e.Index <= r.applied {
+			continue
+		}
+		r.applied = e.Index
+		r.sinceSnapEntries++
+		r.sinceSnapBytes += e.Size()
+	}
+	if r.cfg.Snapshots != nil && r.snapshotThresholdReached() {
+		r.snapWanted = true
+		r.sinceSnapEntries, r.sinceSnapBytes = 0, 0
+	}
+}
+
+func (r *Raft) snapshotThresholdReached() bool {
+	return (r.cfg.SnapshotEntries > 0 && r.sinceSnapEntries >= r.cfg.SnapshotEntries) ||
+		(r.cfg.SnapshotBytes > 0 && r.sinceSnapBytes >= r.cfg.SnapshotBytes)
 }

@@ -61,6 +61,11 @@ func TestConfigValidate(t *testing.T) {
 		{"entry bytes", func(c *Config) { c.EntryBytesMax = MsgBytesMaxLimit + 1 }, "Config.EntryBytesMax"},
 		{"proposals", func(c *Config) { c.ProposalsPendingMax = 0 }, "Config.ProposalsPendingMax"},
 		{"rand", func(c *Config) { c.Rand = nil }, "Config.Rand"},
+		{"snapshot entries", func(c *Config) { c.SnapshotEntries = -1 }, "Config.SnapshotEntries"},
+		{"snapshot bytes", func(c *Config) { c.SnapshotBytes = SnapshotBytesMaxLimit + 1 }, "Config.SnapshotBytes"},
+		{"retain", func(c *Config) { c.CompactionRetainEntries = CompactionRetainEntriesMax + 1 }, "Config.CompactionRetainEntries"},
+		{"chunk bytes", func(c *Config) { c.SnapshotChunkBytes = 0 }, "Config.SnapshotChunkBytes"},
+		{"chunk bytes max", func(c *Config) { c.SnapshotChunkBytes = SnapshotChunkBytesMax + 1 }, "Config.SnapshotChunkBytes"},
 	}
 	for _, tc := range cases {
 		c := good

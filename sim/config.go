@@ -27,13 +27,30 @@ const UnitsPerTick = 1000
 type Protocol struct {
 	// Name identifies the protocol in summaries ("raft").
 	Name string
-	// New builds the replica id of a cluster of peers. durable holds every
-	// record the replica's previous incarnations persisted, in order (nil
-	// on first start). rand is the replica's own seeded source.
-	New func(id consensus.NodeID, peers []consensus.NodeID, durable []consensus.Record, rand consensus.Rand) (consensus.Replica, error)
+	// New builds one replica.
+	New func(NodeConfig) (consensus.Replica, error)
 	// Codec encodes the protocol's records for the simulated disks; a
 	// protocol without one runs with disks off.
 	Codec consensus.RecordCodec
+}
+
+// NodeConfig is what the simulator gives a protocol to build one replica.
+type NodeConfig struct {
+	ID    consensus.NodeID
+	Peers []consensus.NodeID
+	// Durable holds every record the replica's previous incarnations
+	// persisted and the disk kept, in order (nil on first start).
+	Durable []consensus.Record
+	// Rand is the replica's own seeded source.
+	Rand consensus.Rand
+	// Snapshots is the node's snapshot store on its simulated disk, or nil
+	// when disks are off.
+	Snapshots consensus.SnapshotStore
+	// SnapshotEntries asks for a snapshot every that many applied entries
+	// (0: the protocol's default); SnapshotChunkBytes bounds a snapshot
+	// message.
+	SnapshotEntries    int
+	SnapshotChunkBytes int
 }
 
 // NetworkConfig describes the simulated network. Rates are probabilities
@@ -164,16 +181,19 @@ func DefaultConfig(seed int64, p Protocol) Config {
 			ClockDrift:            0.01,
 		},
 		Disk: DiskConfig{
-			Enabled:          p.Codec != nil,
-			SegmentBytes:     256 << 10,
-			TornWrites:       true,
-			SyncFail:         0.0005,
-			SlowSync:         0.01,
-			SlowSyncMaxUnits: 2 * UnitsPerTick,
-			Faulty:           1,
-			ReadBitFlip:      0.001,
-			Corrupt:          0.001,
-			CrashMidPersist:  0.2,
+			Enabled:            p.Codec != nil,
+			SegmentBytes:       256 << 10,
+			TornWrites:         true,
+			SyncFail:           0.0005,
+			SlowSync:           0.01,
+			SlowSyncMaxUnits:   2 * UnitsPerTick,
+			Faulty:             1,
+			ReadBitFlip:        0.001,
+			Corrupt:            0.001,
+			CrashMidPersist:    0.2,
+			CrashAtDiskOp:      0.2,
+			SnapshotEntries:    500,
+			SnapshotChunkBytes: 16 << 10,
 		},
 		Workload: WorkloadConfig{
 			Clients:            10,
@@ -252,13 +272,16 @@ func (c *Config) Validate() error {
 		for _, r := range []struct {
 			name string
 			p    float64
-		}{{"SyncFail", d.SyncFail}, {"SlowSync", d.SlowSync}, {"ReadBitFlip", d.ReadBitFlip}, {"Corrupt", d.Corrupt}, {"CrashMidPersist", d.CrashMidPersist}} {
+		}{{"SyncFail", d.SyncFail}, {"SlowSync", d.SlowSync}, {"ReadBitFlip", d.ReadBitFlip}, {"Corrupt", d.Corrupt}, {"CrashMidPersist", d.CrashMidPersist}, {"CrashAtDiskOp", d.CrashAtDiskOp}} {
 			if r.p < 0 || r.p > 1 {
 				bad("Disk.%s = %v; want a probability in [0, 1]", r.name, r.p)
 			}
 		}
 		if d.SyncFail >= 0.5 {
 			bad("Disk.SyncFail = %v; want < 0.5 so nodes can make progress", d.SyncFail)
+		}
+		if d.SnapshotEntries < 0 || d.SnapshotChunkBytes < 0 {
+			bad("Disk.SnapshotEntries and Disk.SnapshotChunkBytes must be >= 0")
 		}
 		if d.SlowSync > 0 && d.SlowSyncMaxUnits < 1 {
 			bad("Disk.SlowSyncMaxUnits must be >= 1 when SlowSync is on")

@@ -40,6 +40,16 @@ type DiskConfig struct {
 	// CrashMidPersist is the chance, per crash, that the node crashes
 	// after writing a Ready's records but before syncing them.
 	CrashMidPersist float64
+	// CrashAtDiskOp is the chance, per crash, that the node instead loses
+	// power just before its k-th next disk operation (k in 1..8): inside
+	// a WAL append or roll-over, a snapshot save or install, or a log
+	// compaction.
+	CrashAtDiskOp float64
+	// SnapshotEntries asks replicas for a snapshot every that many applied
+	// entries (0: the protocol's default); SnapshotChunkBytes bounds each
+	// snapshot message.
+	SnapshotEntries    int
+	SnapshotChunkBytes int
 }
 
 // walRecordBatch is the WAL record type holding one Ready's records.
@@ -47,7 +57,9 @@ const walRecordBatch = 1
 
 // disk is one node's simulated disk and its open write-ahead log.
 type disk struct {
-	fs  *vfs.MemFS
+	fs *vfs.MemFS
+	// cfs wraps fs to cut the power at an exact operation.
+	cfs *crashFS
 	log *wal.Log // nil while the node is down
 	rng *rand.Rand
 	// faulty marks a node with failing media.
@@ -63,6 +75,7 @@ const walDir = "wal"
 func (w *world) newDisk(n *node, faulty bool) *disk {
 	d := &disk{fs: vfs.NewMem(), faulty: faulty,
 		rng: rand.New(rand.NewPCG(uint64(w.cfg.Seed), 0xd15c0000|uint64(n.id)))}
+	d.cfs = &crashFS{inner: d.fs}
 	w.setDiskFaults(d)
 	return d
 }
@@ -91,7 +104,7 @@ func (w *world) setDiskFaults(d *disk) {
 // and must not start.
 func (w *world) openLog(n *node) ([]consensus.Record, error) {
 	d := n.disk
-	l, err := wal.Open(d.fs, walDir, wal.Options{SegmentBytes: w.cfg.Disk.SegmentBytes})
+	l, err := wal.Open(d.cfs, walDir, wal.Options{SegmentBytes: w.cfg.Disk.SegmentBytes})
 	if err != nil {
 		return nil, err
 	}
@@ -130,7 +143,8 @@ func (w *world) openLog(n *node) ([]consensus.Record, error) {
 
 // persist writes one Ready's records to the WAL as one atomic batch and
 // syncs it, unless the node is armed to crash in between. It reports
-// whether the records are durable; if not, the node has crashed.
+// whether the records are durable; if not, the node has crashed. Once a
+// checkpoint is durable, the WAL records before it are released.
 func (w *world) persist(n *node, recs []consensus.Record) bool {
 	if len(recs) == 0 {
 		return true
@@ -140,7 +154,11 @@ func (w *world) persist(n *node, recs []consensus.Record) bool {
 	buf := make([]byte, 0, 64)
 	var enc []byte
 	buf = appendUvarint(buf, uint64(len(recs)))
+	checkpoint := false
 	for _, r := range recs {
+		if _, ok := r.(consensus.Checkpoint); ok {
+			checkpoint = true
+		}
 		var err error
 		enc, err = codec.AppendRecord(enc[:0], r)
 		if err != nil {
@@ -149,7 +167,8 @@ func (w *world) persist(n *node, recs []consensus.Record) bool {
 		buf = appendUvarint(buf, uint64(len(enc)))
 		buf = append(buf, enc...)
 	}
-	if _, err := d.log.Append(wal.Record{Type: walRecordBatch, Data: buf}); err != nil {
+	index, err := d.log.Append(wal.Record{Type: walRecordBatch, Data: buf})
+	if err != nil {
 		w.diskFailure(n, err)
 		return false
 	}
@@ -163,13 +182,26 @@ func (w *world) persist(n *node, recs []consensus.Record) bool {
 		w.diskFailure(n, err)
 		return false
 	}
+	if checkpoint {
+		if err := d.log.ReleasePrefix(index); err != nil {
+			w.diskFailure(n, err)
+			return false
+		}
+	}
 	return true
 }
 
 // diskFailure stops a node whose disk failed (a failed fsync cannot be
-// retried: the node must restart from what is durable).
+// retried: the node must restart from what is durable), or lost power.
 func (w *world) diskFailure(n *node, err error) {
-	w.res.Faults.DiskFailure++
+	if !n.alive {
+		return
+	}
+	if errors.Is(err, errPowerLoss) {
+		w.res.Faults.CrashAtDiskOp++
+	} else {
+		w.res.Faults.DiskFailure++
+	}
 	w.trace.note(w.now, fmt.Sprintf("node %d disk failure: %v", n.id, err))
 	w.crash(n)
 	w.scheduleRestart(n)
@@ -216,10 +248,19 @@ func (w *world) crashDisk(n *node) {
 		d.log = nil
 	}
 	d.fs = d.fs.CrashClone()
+	d.cfs = &crashFS{inner: d.fs}
 	w.setDiskFaults(d)
 }
 
-var errRefused = errors.New("refuses to start")
+// powerLost crashes a node whose armed power failure tripped, reporting
+// whether it did.
+func (w *world) powerLost(n *node) bool {
+	if n.disk == nil || !n.disk.cfs.tripped || !n.alive {
+		return false
+	}
+	w.diskFailure(n, errPowerLoss)
+	return true
+}
 
 func appendUvarint(buf []byte, v uint64) []byte {
 	for v >= 0x80 {

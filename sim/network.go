@@ -59,6 +59,7 @@ func (w *world) deliver(ev event) {
 		w.trace.note(w.now, fmt.Sprintf("node %d rejected %v: %v", n.id, ev.msg, err))
 	}
 	w.process(n)
+	w.powerLost(n)
 }
 
 // block cuts the given directed links until the block is lifted.
@@ -176,6 +177,12 @@ func (w *world) crashSoon(nd *node) {
 	if !nd.alive || nd.crashAfterPersist || nd.crashMidPersist {
 		return
 	}
+	if nd.disk != nil && w.rng.Float64() < w.cfg.Disk.CrashAtDiskOp {
+		k := 1 + w.rng.IntN(8)
+		nd.disk.cfs.arm(k)
+		w.trace.note(w.now, fmt.Sprintf("arm power loss on node %d before its disk operation %d from now", nd.id, k))
+		return
+	}
 	if nd.disk != nil && w.rng.Float64() < w.cfg.Disk.CrashMidPersist {
 		nd.crashMidPersist = true
 		w.trace.note(w.now, fmt.Sprintf("arm crash-mid-persist on node %d", nd.id))
@@ -206,6 +213,7 @@ func (w *world) beginQuiet() {
 		n.crashAfterPersist = false
 		n.crashMidPersist = false
 		if n.disk != nil {
+			n.disk.cfs.arm(0)
 			w.setDiskFaults(n.disk)
 		}
 		if !n.alive && !n.refused {

@@ -15,12 +15,20 @@ import (
 func Raft(adjust ...func(*raft.Config)) Protocol {
 	return Protocol{
 		Name: "raft",
-		New: func(id consensus.NodeID, peers []consensus.NodeID, durable []consensus.Record, rand consensus.Rand) (consensus.Replica, error) {
-			cfg := raft.DefaultConfig(id, peers, rand)
+		New: func(nc NodeConfig) (consensus.Replica, error) {
+			cfg := raft.DefaultConfig(nc.ID, nc.Peers, nc.Rand)
+			cfg.Snapshots = nc.Snapshots
+			if nc.SnapshotEntries > 0 {
+				cfg.SnapshotEntries = nc.SnapshotEntries
+				cfg.CompactionRetainEntries = min(cfg.CompactionRetainEntries, nc.SnapshotEntries/4)
+			}
+			if nc.SnapshotChunkBytes > 0 {
+				cfg.SnapshotChunkBytes = nc.SnapshotChunkBytes
+			}
 			for _, f := range adjust {
 				f(&cfg)
 			}
-			return raft.New(cfg, durable)
+			return raft.New(cfg, nc.Durable)
 		},
 		Codec: raft.Codec,
 	}

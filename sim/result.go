@@ -22,6 +22,9 @@ type FaultCounts struct {
 	// refused over an untrustworthy log, and corrupted logs that a
 	// restart did not notice (the flipped bit was in unread space).
 	CrashMidPersist, DiskFailure, Corruption, RefusedStart, CorruptionUnnoticed int
+	// CrashAtDiskOp counts power failures cut just before an exact disk
+	// operation.
+	CrashAtDiskOp int
 }
 
 // Total is the number of faults injected (restarts are not faults).
@@ -59,6 +62,8 @@ type Result struct {
 	// Committed is the highest index applied on any node.
 	Committed uint64
 	Faults    FaultCounts
+	// Snapshots taken, and snapshots installed from a peer.
+	Snapshots, SnapshotsInstalled int
 
 	MessagesSent, MessagesDelivered, MessagesDropped, MessagesDuplicated int
 

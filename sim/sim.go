@@ -10,6 +10,7 @@ import (
 	"github.com/synod-io/synod/consensus"
 	"github.com/synod-io/synod/kv"
 	"github.com/synod-io/synod/sim/check"
+	"github.com/synod-io/synod/storage/snap"
 )
 
 // readyLoopsMax bounds how many Readys a node may produce in a row after
@@ -29,8 +30,10 @@ type node struct {
 	// records is every record persisted, in order, when disks are off; it
 	// survives crashes.
 	records []consensus.Record
-	// disk is the node's simulated disk, when disks are on.
-	disk *disk
+	// disk is the node's simulated disk, when disks are on, and snaps
+	// the snapshot store on it.
+	disk  *disk
+	snaps *nodeSnapshots
 	// refused is set when the node found its disk untrustworthy at start
 	// and refused to run; it stays down.
 	refused bool
@@ -45,6 +48,7 @@ type node struct {
 	// records, before syncing them.
 	crashMidPersist bool
 	applied         uint64
+	appliedTerm     uint64
 	role            consensus.Role
 	term            uint64
 	// Client work waiting on this node.
@@ -97,6 +101,9 @@ type world struct {
 
 	trace traceLog
 	res   *Result
+	// snapHashes is the state hash at each index where a snapshot was
+	// taken or installed.
+	snapHashes map[uint64]uint64
 }
 
 // Run executes one simulation and checks it. It returns an error only for
@@ -208,29 +215,60 @@ func (w *world) boot() error {
 func (w *world) start(n *node) error {
 	n.incarnation++
 	rng := rand.New(rand.NewPCG(uint64(w.cfg.Seed)^uint64(n.id)<<32, n.incarnation))
-	durable := slices.Clone(n.records)
+	nc := NodeConfig{ID: n.id, Peers: slices.Clone(w.peers), Durable: slices.Clone(n.records), Rand: rng,
+		SnapshotEntries: w.cfg.Disk.SnapshotEntries, SnapshotChunkBytes: w.cfg.Disk.SnapshotChunkBytes}
+	store, applied, appliedTerm := kv.New(), uint64(0), uint64(0)
+	n.snaps = nil
 	if n.disk != nil {
-		recs, err := w.openLog(n)
-		if err != nil {
-			// A node that cannot trust its log must not vote or serve.
+		refuse := func(err error) error {
+			// A node that cannot trust its disk must not vote or serve.
 			n.refused = true
 			w.res.Faults.RefusedStart++
 			w.trace.note(w.now, fmt.Sprintf("node %d refuses to start: %v", n.id, err))
 			return nil
 		}
+		recs, err := w.openLog(n)
+		if err != nil {
+			return refuse(err)
+		}
 		if n.disk.corrupted {
 			w.res.Faults.CorruptionUnnoticed++
 		}
-		durable = recs
+		ss, err := snap.Open(n.disk.cfs, snapDir, snap.Options{Keep: 2})
+		if err != nil {
+			return refuse(err)
+		}
+		n.snaps = &nodeSnapshots{store: ss, peers: w.peers}
+		// The newest checkpoint names the snapshot the log builds on; the
+		// state machine starts from it.
+		var base uint64
+		for _, r := range recs {
+			if cp, ok := r.(consensus.Checkpoint); ok {
+				base = cp.SnapshotIndex()
+			}
+		}
+		if base > 0 {
+			if store, err = n.snaps.loadState(base); err != nil {
+				return refuse(fmt.Errorf("loading snapshot %d: %w", base, err))
+			}
+			applied = base
+			if m, ok := n.snaps.Newest(); ok && m.Index == base {
+				appliedTerm = m.Term
+			}
+		}
+		nc.Durable, nc.Snapshots = recs, n.snaps
 	}
-	r, err := w.cfg.Protocol.New(n.id, slices.Clone(w.peers), durable, rng)
+	if w.powerLost(n) {
+		return nil
+	}
+	r, err := w.cfg.Protocol.New(nc)
 	if err != nil {
 		return fmt.Errorf("sim: starting node %d (incarnation %d): %w", n.id, n.incarnation, err)
 	}
 	n.replica = r
-	n.store = kv.New()
+	n.store = store
 	n.alive = true
-	n.applied = 0
+	n.applied, n.appliedTerm = applied, appliedTerm
 	n.role, n.term = consensus.RoleFollower, 0
 	n.pendingWrites = map[consensus.Session]pendingWrite{}
 	n.pendingReads = map[uint64]pendingRead{}
@@ -308,7 +346,7 @@ func (w *world) handle(ev event) {
 // (unless a crash is armed) send, apply and serve reads, then Advance.
 func (w *world) process(n *node) {
 	for range readyLoopsMax {
-		if !n.alive {
+		if !n.alive || w.powerLost(n) {
 			return
 		}
 		rd := n.replica.Ready()
@@ -335,12 +373,18 @@ func (w *world) process(n *node) {
 		for _, m := range rd.Messages {
 			w.send(m, sendAt)
 		}
+		if rd.Restore != nil && !w.restoreSnapshot(n, rd.Restore) {
+			return
+		}
 		for i := range rd.Committed {
 			w.apply(n, &rd.Committed[i])
 		}
 		n.readStates = append(n.readStates, rd.Reads...)
 		n.replica.Advance(rd)
 		w.serveReads(n)
+		if rd.SnapshotWanted {
+			w.takeSnapshot(n)
+		}
 	}
 	w.violate(&check.Violation{Checker: "progress", Tick: w.tick(),
 		Detail: fmt.Sprintf("node %d produced %d Readys in a row without settling", n.id, readyLoopsMax)})
@@ -356,21 +400,39 @@ type entryReader interface {
 	Entry(index uint64) (consensus.Entry, bool)
 }
 
+// roleReporter is implemented by replicas that report role and term more
+// cheaply than Status.
+type roleReporter interface {
+	RoleTerm() (consensus.Role, uint64)
+}
+
 // observe feeds the node's role and term to the checkers.
 func (w *world) observe(n *node) {
-	st := n.replica.Status()
-	if st.Term > w.maxTerm {
-		w.maxTerm = st.Term
+	var role consensus.Role
+	var term uint64
+	if rr, ok := n.replica.(roleReporter); ok {
+		role, term = rr.RoleTerm()
+	} else {
+		st := n.replica.Status()
+		role, term = st.Role, st.Term
 	}
-	becameLeader := st.Role == consensus.RoleLeader && (n.role != consensus.RoleLeader || n.term != st.Term)
-	n.role, n.term = st.Role, st.Term
+	if term > w.maxTerm {
+		w.maxTerm = term
+	}
+	becameLeader := role == consensus.RoleLeader && (n.role != consensus.RoleLeader || n.term != term)
+	n.role, n.term = role, term
+	st := consensus.Status{Role: role, Term: term}
 	if !becameLeader {
 		return
 	}
 	w.trace.note(w.now, fmt.Sprintf("node %d leads term %d", n.id, st.Term))
 	w.violate(w.election.ObserveLeader(n.id, st.Term, w.tick()))
 	if er, ok := n.replica.(entryReader); ok {
-		w.violate(w.agreement.CheckLeader(n.id, st.Term, 1, er.Entry, w.tick()))
+		first := uint64(1)
+		if fi, ok := n.replica.(interface{ FirstIndex() uint64 }); ok {
+			first = fi.FirstIndex()
+		}
+		w.violate(w.agreement.CheckLeader(n.id, st.Term, first, er.Entry, w.tick()))
 	}
 }
 
@@ -380,7 +442,7 @@ func (w *world) apply(n *node, e *consensus.Entry) {
 		w.violate(v)
 		return
 	}
-	n.applied = e.Index
+	n.applied, n.appliedTerm = e.Index, e.Term
 	res := n.store.Apply(*e)
 	if e.Type != consensus.EntryNormal || e.Command.Session.ClientID == 0 {
 		return
@@ -471,6 +533,10 @@ func readContext(id uint64) []byte {
 		id >>= 8
 	}
 	return b
+}
+
+func checkViolation(w *world, checker, detail string) *check.Violation {
+	return &check.Violation{Checker: checker, Tick: w.tick(), Detail: detail}
 }
 
 // ErrViolation is matched by errors describing a run with violations.

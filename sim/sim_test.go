@@ -109,8 +109,8 @@ func (m *mute) Status() consensus.Status        { return consensus.Status{ID: m.
 
 // TestLivenessCheckerHasTeeth: a cluster that never commits is reported.
 func TestLivenessCheckerHasTeeth(t *testing.T) {
-	p := sim.Protocol{Name: "mute", New: func(id consensus.NodeID, _ []consensus.NodeID, _ []consensus.Record, _ consensus.Rand) (consensus.Replica, error) {
-		return &mute{id: id}, nil
+	p := sim.Protocol{Name: "mute", New: func(nc sim.NodeConfig) (consensus.Replica, error) {
+		return &mute{id: nc.ID}, nil
 	}}
 	cfg := sim.DefaultConfig(1, p)
 	cfg.FaultTicks = 100

@@ -48,6 +48,9 @@ func Swarm(seed int64, p Protocol) Config {
 		d.ReadBitFlip = on(0.002)
 		d.Corrupt = on(0.003)
 		d.CrashMidPersist = r.Float64() * 0.4
+		d.CrashAtDiskOp = r.Float64() * 0.4
+		d.SnapshotEntries = []int{20, 100, 300, 1000}[r.IntN(4)]
+		d.SnapshotChunkBytes = []int{512, 4 << 10, 64 << 10}[r.IntN(3)]
 	}
 	wl := &cfg.Workload
 	wl.Clients = 1 + r.IntN(8) // per-key concurrency above ~10 makes the linearizability check exponential

@@ -236,6 +236,7 @@ type summary struct {
 	violationsByChecker          map[string]int
 	failedSeeds                  []int64
 	nodesSeen                    map[int]int
+	snapshots, installed         int
 }
 
 func (s *summary) add(r *sim.Result) {
@@ -257,6 +258,9 @@ func (s *summary) add(r *sim.Result) {
 	s.faults.Corruption += r.Faults.Corruption
 	s.faults.RefusedStart += r.Faults.RefusedStart
 	s.faults.CorruptionUnnoticed += r.Faults.CorruptionUnnoticed
+	s.faults.CrashAtDiskOp += r.Faults.CrashAtDiskOp
+	s.snapshots += r.Snapshots
+	s.installed += r.SnapshotsInstalled
 	s.delivered += r.MessagesDelivered
 	s.ticks += r.Ticks
 	s.runWall += r.SimWall
@@ -301,8 +305,9 @@ func (s *summary) print(w io.Writer, protocol string, wall time.Duration) {
 	f := s.faults
 	fmt.Fprintf(w, "  faults         %d crashes (%d of leaders, %d mid-Ready), %d restarts, %d partitions, %d asymmetric, %d clogs, %d pauses\n",
 		f.Crash, f.CrashLeader, f.CrashMidReady, f.Restart, f.Partition, f.AsymmetricPartition, f.Clog, f.Pause)
-	fmt.Fprintf(w, "  disk faults    %d crashes between write and fsync, %d failed fsyncs, %d corrupted logs (%d refused to start, %d unnoticed)\n",
-		f.CrashMidPersist, f.DiskFailure, f.Corruption, f.RefusedStart, f.CorruptionUnnoticed)
+	fmt.Fprintf(w, "  disk faults    %d power cuts at an exact disk operation, %d crashes between write and fsync, %d failed fsyncs, %d corrupted logs (%d refused to start, %d unnoticed)\n",
+		f.CrashAtDiskOp, f.CrashMidPersist, f.DiskFailure, f.Corruption, f.RefusedStart, f.CorruptionUnnoticed)
+	fmt.Fprintf(w, "  snapshots      %d taken, %d installed from a leader\n", s.snapshots, s.installed)
 	if secs := s.runWall.Seconds(); secs > 0 {
 		fmt.Fprintf(w, "  speed          %.0f simulated ticks and %.0f messages per wall second per run\n",
 			s.ticks/secs, float64(s.delivered)/secs)

@@ -15,9 +15,15 @@ var (
 	swarmFirst = flag.Int64("sim.first", 1, "first seed of the swarm test")
 )
 
-// replayHint says how to rerun one failing seed.
+// replayHint says how to rerun one failing swarm seed.
 func replayHint(seed int64) string {
 	return fmt.Sprintf("replay: go test ./sim -run 'TestSwarm/seed=%d$' -v   or   go run ./cmd/synod sim --seed %d --verbose", seed, seed)
+}
+
+// testReplayHint says how to rerun a failing seed of a test with its own
+// configuration (the test runs its seeds in order, deterministically).
+func testReplayHint(t *testing.T, seed int64) string {
+	return fmt.Sprintf("replay: go test ./sim -run '^%s$' -v   (seed %d)", t.Name(), seed)
 }
 
 // TestSwarm runs the simulator over many seeds, each drawing its own
@@ -181,7 +187,7 @@ func TestCorruptLogsAreRefused(t *testing.T) {
 			t.Fatal(err)
 		}
 		if !res.OK() {
-			t.Fatalf("%s%s", res.Report(), replayHint(seed))
+			t.Fatalf("%s%s", res.Report(), testReplayHint(t, seed))
 		}
 		refused += res.Faults.RefusedStart
 		corrupted += res.Faults.Corruption
@@ -209,4 +215,39 @@ func TestDisksOffStillWorks(t *testing.T) {
 	if !res.OK() || res.OpsOK == 0 {
 		t.Fatalf("disks off: %d ops\n%s", res.OpsOK, res.Report())
 	}
+}
+
+// TestPowerCutsAtDiskBoundaries crashes nodes just before an exact disk
+// operation — inside WAL appends and fsyncs, segment roll-overs, snapshot
+// saves and installs, and log compactions — with small segments and
+// frequent snapshots so that every kind of boundary is hit, and requires
+// that nothing acknowledged is lost and replicas agree.
+func TestPowerCutsAtDiskBoundaries(t *testing.T) {
+	cuts, snaps, installs := 0, 0, 0
+	for seed := int64(1); seed <= 12; seed++ {
+		cfg := sim.DefaultConfig(seed, sim.Raft())
+		cfg.Nodes = 3 + 2*int(seed%2)
+		cfg.FaultTicks = 1500
+		cfg.Faults.Crash = 0.03
+		cfg.Faults.CrashLeader = 0.01
+		cfg.Faults.Partition = 0.01
+		cfg.Disk.SegmentBytes = 8 << 10
+		cfg.Disk.CrashAtDiskOp = 0.8
+		cfg.Disk.SnapshotEntries = 40
+		cfg.Disk.SnapshotChunkBytes = 1 << 10
+		res, err := sim.Run(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !res.OK() {
+			t.Fatalf("%s%s", res.Report(), testReplayHint(t, seed))
+		}
+		cuts += res.Faults.CrashAtDiskOp
+		snaps += res.Snapshots
+		installs += res.SnapshotsInstalled
+	}
+	if cuts < 50 || snaps < 50 || installs == 0 {
+		t.Fatalf("too little exercised: %d power cuts, %d snapshots, %d installs", cuts, snaps, installs)
+	}
+	t.Logf("%d power cuts at disk operations, %d snapshots taken, %d installed", cuts, snaps, installs)
 }

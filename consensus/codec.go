@@ -159,3 +159,13 @@ func (d *Decoder) End() {
 		d.fail(fmt.Sprintf("%d trailing bytes", len(d.buf)-d.off))
 	}
 }
+
+// MessageCodec turns a protocol's message payloads into bytes and back, for
+// a transport. Decoding what was encoded gives an equal payload.
+type MessageCodec interface {
+	// AppendMessage appends the encoding of p to buf.
+	AppendMessage(buf []byte, p Payload) ([]byte, error)
+	// DecodeMessage decodes one payload. It never panics on bad input, and
+	// the payload it returns does not share memory with data.
+	DecodeMessage(data []byte) (Payload, error)
+}

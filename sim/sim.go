@@ -11,6 +11,7 @@ import (
 	"github.com/synod-io/synod/kv"
 	"github.com/synod-io/synod/sim/check"
 	"github.com/synod-io/synod/storage/snap"
+	"github.com/synod-io/synod/storage/vfs"
 )
 
 // readyLoopsMax bounds how many Readys a node may produce in a row after
@@ -221,6 +222,15 @@ func (w *world) start(n *node) error {
 	n.snaps = nil
 	if n.disk != nil {
 		refuse := func(err error) error {
+			if errors.Is(err, vfs.ErrInjected) || errors.Is(err, errPowerLoss) {
+				// A failed fsync or a power cut while starting: try again
+				// later from what is durable.
+				w.trace.note(w.now, fmt.Sprintf("node %d failed to start: %v", n.id, err))
+				w.crashDisk(n)
+				w.res.Faults.DiskFailure++
+				w.scheduleRestart(n)
+				return nil
+			}
 			// A node that cannot trust its disk must not vote or serve.
 			n.refused = true
 			w.res.Faults.RefusedStart++
@@ -258,7 +268,11 @@ func (w *world) start(n *node) error {
 		}
 		nc.Durable, nc.Snapshots = recs, n.snaps
 	}
-	if w.powerLost(n) {
+	if n.disk != nil && n.disk.cfs.tripped {
+		w.trace.note(w.now, fmt.Sprintf("node %d lost power while starting", n.id))
+		w.crashDisk(n)
+		w.res.Faults.CrashAtDiskOp++
+		w.scheduleRestart(n)
 		return nil
 	}
 	r, err := w.cfg.Protocol.New(nc)

@@ -251,3 +251,19 @@ func TestPowerCutsAtDiskBoundaries(t *testing.T) {
 	}
 	t.Logf("%d power cuts at disk operations, %d snapshots taken, %d installed", cuts, snaps, installs)
 }
+
+// TestRegressionSeeds replays swarm seeds that once found a bug.
+func TestRegressionSeeds(t *testing.T) {
+	seeds := map[int64]string{
+		20334: "an fsync failing while a node first opened its snapshot directory made it refuse to start for good, leaving too few nodes to elect",
+	}
+	for seed, why := range seeds {
+		res, err := sim.Run(sim.Swarm(seed, sim.Raft()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !res.OK() {
+			t.Errorf("seed %d (%s):\n%s%s", seed, why, res.Report(), replayHint(seed))
+		}
+	}
+}

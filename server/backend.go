@@ -12,7 +12,8 @@ import (
 )
 
 // Backend is what the server needs from the node it fronts. The node
-// package implements it; tests may use a fake.
+// package implements it; tests may use a fake. Its methods are called
+// concurrently, one goroutine per RPC.
 type Backend interface {
 	// Propose replicates a write request (kv.Request.ReadOnly() is false)
 	// and returns its result once the local node has applied it. On a node
@@ -27,7 +28,8 @@ type Backend interface {
 	// is served from local state at once.
 	Read(ctx context.Context, req kv.Request, linearizable bool) (kv.Result, error)
 	// Status describes this node for Maintenance.Status, /status and
-	// response headers.
+	// response headers. The server calls it for every response (for the
+	// header's term), so it must be cheap: no disk walks per call.
 	Status() NodeStatus
 	// Members lists the cluster's members.
 	Members() []Member

@@ -46,5 +46,7 @@ Run the deterministic simulator over a range of seeds:
 		SilenceErrors: true,
 	}
 	root.AddCommand(newSimCommand())
+	root.AddCommand(newServeCommand())
+	root.AddCommand(newDemoCommand())
 	return root
 }

@@ -1,0 +1,300 @@
+package node
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"path/filepath"
+	"time"
+
+	"github.com/synod-io/synod/consensus"
+	"github.com/synod-io/synod/raft"
+	"github.com/synod-io/synod/storage/wal"
+	"github.com/synod-io/synod/transport"
+)
+
+// Defaults applied by Start to zero Config fields.
+const (
+	// TickIntervalDefault is the length of one logical tick. With the
+	// default ElectionTicks (10) a follower that stops hearing from its
+	// leader starts an election after 500 ms to 1 s, and a leader
+	// heartbeats every HeartbeatTicks (1) tick: 50 ms.
+	TickIntervalDefault = 50 * time.Millisecond
+	// ElectionTicksDefault and HeartbeatTicksDefault are raft's defaults.
+	ElectionTicksDefault  = 10
+	HeartbeatTicksDefault = 1
+	// SnapshotEntriesDefault asks for a snapshot every that many applied
+	// entries; SnapshotRetainEntriesDefault of them stay in the log behind
+	// it, so that a follower lagging by fewer still gets appends.
+	SnapshotEntriesDefault       = 10000
+	SnapshotRetainEntriesDefault = 1000
+	// SnapshotChunkBytesDefault bounds the snapshot data in one message.
+	SnapshotChunkBytesDefault = 256 << 10
+	// WALSegmentBytesDefault is the WAL's preallocated segment size. One
+	// Ready's records are written as one WAL record, which must fit in a
+	// segment, so the segment also bounds the largest Ready (a checkpoint
+	// holds the whole retained log).
+	WALSegmentBytesDefault int64 = 64 << 20
+	// InboundQueueMaxDefault bounds the peer messages waiting for the
+	// loop; more are dropped (the protocol tolerates loss).
+	InboundQueueMaxDefault = 4096
+	// ProposalQueueMaxDefault and ReadQueueMaxDefault bound the client
+	// requests waiting for the loop; more are refused with ErrBusy.
+	ProposalQueueMaxDefault = 4096
+	ReadQueueMaxDefault     = 4096
+	// ProposalBatchMaxDefault is how many queued proposals (and reads) one
+	// loop iteration takes before handling a Ready; ProposalBatchBytesMax
+	// bounds their command bytes.
+	ProposalBatchMaxDefault = 512
+	ProposalBatchBytesMax   = 8 << 20
+	// InboundBatchMax is how many peer messages one loop iteration steps
+	// before handling a Ready; it bounds one Ready's records (each append
+	// carries at most raft's MsgBytesMax of entries).
+	InboundBatchMax = 16
+	// RequestTimeoutDefault bounds a Propose or Read whose context has no
+	// deadline.
+	RequestTimeoutDefault = 10 * time.Second
+)
+
+// Limits checked by Validate.
+const (
+	TickIntervalMin   = time.Millisecond
+	TickIntervalMax   = 10 * time.Second
+	QueueMaxLimit     = 1 << 20
+	ElectionTicksMax  = 1000
+	RequestTimeoutMax = 10 * time.Minute
+)
+
+// Protocols lists the protocols a node can run.
+var Protocols = []string{"raft"}
+
+// Peer is one member of the cluster, as the node's configuration names it.
+type Peer struct {
+	ID   consensus.NodeID
+	Name string
+	// PeerURLs are where the member's transport listens; ClientURLs where
+	// its client API listens. Informational for the node (the transport
+	// and the server use them).
+	PeerURLs   []string
+	ClientURLs []string
+}
+
+// TransportFactory builds the node's transport once the node exists:
+// inbound messages must go to h. It is called once, from Start.
+type TransportFactory func(h transport.Handler) (transport.Transport, error)
+
+// Config configures a Node. Zero numeric fields take the defaults above.
+type Config struct {
+	// Name is this member's human-readable name; ID its node ID (non-zero,
+	// listed in Peers); ClusterID the cluster's (non-zero). All three are
+	// recorded in the data directory on first start and checked after.
+	Name      string
+	ID        consensus.NodeID
+	ClusterID uint64
+	// DataDir holds the node's durable state: wal/, snap/, kv/ and the
+	// identity file "cluster".
+	DataDir string
+	// Peers lists every member, this one included.
+	Peers []Peer
+	// Protocol names the replication protocol; "raft" is the only one.
+	Protocol string
+
+	// TickInterval is the length of one tick; ElectionTicks and
+	// HeartbeatTicks are the protocol's timeouts in ticks.
+	TickInterval   time.Duration
+	ElectionTicks  int
+	HeartbeatTicks int
+
+	// Transport builds the peer transport. If nil, the node runs the gRPC
+	// transport (transport.GRPC) itself: it serves PeerListener (or
+	// listens on its own first peer URL) and reaches each peer at its
+	// first peer URL.
+	Transport    TransportFactory
+	PeerListener net.Listener
+	// Logger receives the node's log lines; nil discards them.
+	Logger *slog.Logger
+
+	// SnapshotEntries asks for a snapshot of the state machine every that
+	// many applied entries; SnapshotRetainEntries stay in the log behind
+	// it; SnapshotChunkBytes bounds one snapshot message.
+	SnapshotEntries       int
+	SnapshotRetainEntries int
+	SnapshotChunkBytes    int
+	// WALSegmentBytes is the WAL segment size.
+	WALSegmentBytes int64
+
+	// InboundQueueMax, ProposalQueueMax and ReadQueueMax bound the queues
+	// into the loop; ProposalBatchMax is how many queued requests one
+	// iteration takes.
+	InboundQueueMax  int
+	ProposalQueueMax int
+	ReadQueueMax     int
+	ProposalBatchMax int
+	// RequestTimeout bounds a request whose context has no deadline.
+	RequestTimeout time.Duration
+}
+
+// withDefaults returns c with zero fields set to their defaults.
+func (c Config) withDefaults() Config {
+	setDur := func(p *time.Duration, d time.Duration) {
+		if *p == 0 {
+			*p = d
+		}
+	}
+	setInt := func(p *int, d int) {
+		if *p == 0 {
+			*p = d
+		}
+	}
+	setDur(&c.TickInterval, TickIntervalDefault)
+	setDur(&c.RequestTimeout, RequestTimeoutDefault)
+	setInt(&c.ElectionTicks, ElectionTicksDefault)
+	setInt(&c.HeartbeatTicks, HeartbeatTicksDefault)
+	setInt(&c.SnapshotEntries, SnapshotEntriesDefault)
+	if c.SnapshotRetainEntries == 0 {
+		c.SnapshotRetainEntries = min(SnapshotRetainEntriesDefault, c.SnapshotEntries/4)
+	}
+	setInt(&c.SnapshotChunkBytes, SnapshotChunkBytesDefault)
+	setInt(&c.InboundQueueMax, InboundQueueMaxDefault)
+	setInt(&c.ProposalQueueMax, ProposalQueueMaxDefault)
+	setInt(&c.ReadQueueMax, ReadQueueMaxDefault)
+	setInt(&c.ProposalBatchMax, ProposalBatchMaxDefault)
+	if c.WALSegmentBytes == 0 {
+		c.WALSegmentBytes = WALSegmentBytesDefault
+	}
+	if c.Protocol == "" {
+		c.Protocol = "raft"
+	}
+	return c
+}
+
+// Validate reports the first problem with c (after defaults), naming the
+// field.
+func (c Config) Validate() error {
+	c = c.withDefaults()
+	if c.Name == "" {
+		return errors.New("node: Config.Name is empty; every member needs a name")
+	}
+	if c.ID == consensus.None {
+		return errors.New("node: Config.ID must not be 0 (0 means no node)")
+	}
+	if c.ClusterID == 0 {
+		return errors.New("node: Config.ClusterID must not be 0")
+	}
+	if c.DataDir == "" {
+		return errors.New("node: Config.DataDir is empty")
+	}
+	known := false
+	for _, p := range Protocols {
+		known = known || p == c.Protocol
+	}
+	if !known {
+		return fmt.Errorf("node: Config.Protocol %q is not supported; this build runs %v", c.Protocol, Protocols)
+	}
+	if len(c.Peers) == 0 || len(c.Peers) > raft.PeersMax {
+		return fmt.Errorf("node: Config.Peers lists %d members; allowed 1..%d", len(c.Peers), raft.PeersMax)
+	}
+	self := false
+	ids := map[consensus.NodeID]string{}
+	names := map[string]bool{}
+	for i, p := range c.Peers {
+		if p.ID == consensus.None {
+			return fmt.Errorf("node: Config.Peers[%d] (%q) has ID 0", i, p.Name)
+		}
+		if other, dup := ids[p.ID]; dup {
+			return fmt.Errorf("node: Config.Peers lists ID %d twice (%q and %q)", p.ID, other, p.Name)
+		}
+		if p.Name != "" && names[p.Name] {
+			return fmt.Errorf("node: Config.Peers lists the name %q twice", p.Name)
+		}
+		ids[p.ID], names[p.Name] = p.Name, true
+		if p.ID == c.ID {
+			self = true
+			if p.Name != "" && p.Name != c.Name {
+				return fmt.Errorf("node: Config.Peers names member %d %q, but Config.Name is %q", p.ID, p.Name, c.Name)
+			}
+		}
+	}
+	if !self {
+		return fmt.Errorf("node: Config.Peers does not include this member (ID %d, name %q)", c.ID, c.Name)
+	}
+	if c.TickInterval < TickIntervalMin || c.TickInterval > TickIntervalMax {
+		return fmt.Errorf("node: Config.TickInterval is %v; allowed %v..%v", c.TickInterval, TickIntervalMin, TickIntervalMax)
+	}
+	if c.HeartbeatTicks < 1 || c.ElectionTicks <= c.HeartbeatTicks || c.ElectionTicks > ElectionTicksMax {
+		return fmt.Errorf("node: Config.ElectionTicks (%d) must exceed HeartbeatTicks (%d, at least 1) and be at most %d",
+			c.ElectionTicks, c.HeartbeatTicks, ElectionTicksMax)
+	}
+	if c.Transport == nil {
+		for _, p := range c.Peers {
+			if len(p.PeerURLs) == 0 {
+				return fmt.Errorf("node: member %d (%q) has no peer URL, and Config.Transport is nil: the node cannot reach it", p.ID, p.Name)
+			}
+			if _, err := HostPort(p.PeerURLs[0]); err != nil {
+				return fmt.Errorf("node: member %d (%q): %w", p.ID, p.Name, err)
+			}
+		}
+	}
+	if c.SnapshotEntries < 1 || c.SnapshotEntries > raft.SnapshotEntriesMaxLimit {
+		return fmt.Errorf("node: Config.SnapshotEntries is %d; allowed 1..%d", c.SnapshotEntries, raft.SnapshotEntriesMaxLimit)
+	}
+	if c.SnapshotRetainEntries < 0 || c.SnapshotRetainEntries > raft.CompactionRetainEntriesMax {
+		return fmt.Errorf("node: Config.SnapshotRetainEntries is %d; allowed 0..%d", c.SnapshotRetainEntries, raft.CompactionRetainEntriesMax)
+	}
+	if c.SnapshotChunkBytes < 1 || c.SnapshotChunkBytes > raft.SnapshotChunkBytesMax {
+		return fmt.Errorf("node: Config.SnapshotChunkBytes is %d; allowed 1..%d", c.SnapshotChunkBytes, raft.SnapshotChunkBytesMax)
+	}
+	if c.WALSegmentBytes < wal.SegmentBytesMin || c.WALSegmentBytes > wal.SegmentBytesMax {
+		return fmt.Errorf("node: Config.WALSegmentBytes is %d; allowed %d..%d", c.WALSegmentBytes, wal.SegmentBytesMin, wal.SegmentBytesMax)
+	}
+	for _, q := range []struct {
+		name string
+		v    int
+	}{
+		{"InboundQueueMax", c.InboundQueueMax}, {"ProposalQueueMax", c.ProposalQueueMax},
+		{"ReadQueueMax", c.ReadQueueMax}, {"ProposalBatchMax", c.ProposalBatchMax},
+	} {
+		if q.v < 1 || q.v > QueueMaxLimit {
+			return fmt.Errorf("node: Config.%s is %d; allowed 1..%d", q.name, q.v, QueueMaxLimit)
+		}
+	}
+	if c.RequestTimeout < 0 || c.RequestTimeout > RequestTimeoutMax {
+		return fmt.Errorf("node: Config.RequestTimeout is %v; allowed up to %v", c.RequestTimeout, RequestTimeoutMax)
+	}
+	return nil
+}
+
+// Data directory layout.
+const (
+	walDirName      = "wal"
+	snapDirName     = "snap"
+	kvDirName       = "kv"
+	identityName    = "cluster"
+	walRecordBatch  = 1 // WAL record type: one Ready's records
+	snapshotsKept   = 2
+	walRecordsLimit = 1 << 20 // records in one WAL batch, for decoding
+)
+
+func (c *Config) path(name string) string { return filepath.Join(c.DataDir, name) }
+
+// HostPort returns the host:port of a peer or client URL such as
+// "http://10.0.0.1:2380". Only http URLs with an explicit port are
+// accepted: synod serves no TLS yet.
+func HostPort(rawURL string) (string, error) {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return "", fmt.Errorf("bad URL %q: want http://host:port (%w)", rawURL, err)
+	}
+	if u.Scheme != "http" {
+		return "", fmt.Errorf("bad URL %q: want http://host:port (TLS is not supported yet)", rawURL)
+	}
+	if u.Port() == "" || u.Hostname() == "" {
+		return "", fmt.Errorf("bad URL %q: want http://host:port", rawURL)
+	}
+	if u.Path != "" && u.Path != "/" {
+		return "", fmt.Errorf("bad URL %q: a URL must not have a path", rawURL)
+	}
+	return u.Host, nil
+}

@@ -37,7 +37,9 @@
 // # What is not here (yet)
 //
 // The store keeps only the latest value of each key: there is no MVCC
-// history, so no reads at an old revision, no watch and no compaction. There
+// history, so no reads at an old revision and no compaction. Watching is
+// left to the host: Apply reports each request's changes as
+// Result.Events, and the host keeps what history of them it wants. There
 // are no leases. Ranges return keys in ascending byte order only. A Txn has
 // exactly one Compare.
 //

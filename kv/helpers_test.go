@@ -85,6 +85,23 @@ func kvKeys(kvs []KeyValue) []string {
 func normalize(r Result) Result {
 	r.KVs = normKVs(r.KVs)
 	r.PrevKVs = normKVs(r.PrevKVs)
+	if len(r.Events) == 0 {
+		r.Events = nil
+	} else {
+		evs := make([]Event, len(r.Events))
+		for i, ev := range r.Events {
+			if len(ev.KV.Value) == 0 {
+				ev.KV.Value = nil
+			}
+			if len(ev.PrevKV.Key) == 0 {
+				ev.PrevKV = KeyValue{}
+			} else if len(ev.PrevKV.Value) == 0 {
+				ev.PrevKV.Value = nil
+			}
+			evs[i] = ev
+		}
+		r.Events = evs
+	}
 	if len(r.Responses) == 0 {
 		r.Responses = nil
 	} else {

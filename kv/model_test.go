@@ -46,6 +46,7 @@ func (m *model) selected(key, end []byte) []string {
 func (m *model) apply(r *Request) Result {
 	next := m.rev + 1
 	changed := false
+	var events []Event
 	var do func(r *Request) Result
 	do = func(r *Request) Result {
 		var res Result
@@ -79,12 +80,14 @@ func (m *model) apply(r *Request) Result {
 			}
 			m.kvs[string(q.Key)] = kv
 			changed = true
+			events = append(events, Event{Type: EventPut, KV: kv, PrevKV: old})
 		case r.DeleteRange != nil:
 			q := r.DeleteRange
 			for _, k := range m.selected(q.Key, q.RangeEnd) {
 				if q.PrevKV {
 					res.PrevKVs = append(res.PrevKVs, m.kvs[k])
 				}
+				events = append(events, Event{Type: EventDelete, KV: KeyValue{Key: []byte(k), ModRevision: next}, PrevKV: m.kvs[k]})
 				delete(m.kvs, k)
 				res.Deleted++
 				changed = true
@@ -123,6 +126,7 @@ func (m *model) apply(r *Request) Result {
 	res := do(r)
 	if changed {
 		m.rev = next
+		res.Events = events
 	}
 	var setRev func(*Result)
 	setRev = func(res *Result) {
@@ -303,7 +307,9 @@ func TestAgainstModel(t *testing.T) {
 		} else {
 			want = m.apply(&req)
 			if id := e.Command.Session.ClientID; id != 0 {
-				sessions[id] = cached{e.Command.Session.Seq, want}
+				c := want
+				c.Events = nil // a retry reports no changes
+				sessions[id] = cached{e.Command.Session.Seq, c}
 			}
 		}
 		if !sameResult(got, want) {

@@ -36,6 +36,12 @@ type Result struct {
 	PrevKVs []KeyValue
 	// Responses are a Txn's results, one per operation of the branch that ran.
 	Responses []Result
+	// Events are the changes the request made, in the order it made them,
+	// all at Revision; set only on the top-level Result of a request that
+	// Apply applied and that changed data. A session retry returns the
+	// cached Result without Events (it changed nothing), and Read never
+	// sets them. The host feeds them to watchers.
+	Events []Event
 	// Err is set when the request was not applied: it could not be decoded,
 	// was invalid, or was a stale session retry. Such a request changed
 	// nothing.
@@ -160,7 +166,9 @@ func applyCommand(b Backend, m *Meta, e consensus.Entry) Result {
 			b.AscendSessions(func(s SessionRecord) bool { oldest = s.ClientID; return false })
 			b.DeleteSession(oldest)
 		}
-		b.PutSession(SessionRecord{ClientID: sess.ClientID, Seq: sess.Seq, Index: e.Index, Result: res})
+		cached := res
+		cached.Events = nil // a retry changes nothing
+		b.PutSession(SessionRecord{ClientID: sess.ClientID, Seq: sess.Seq, Index: e.Index, Result: cached})
 	}
 	return res
 }
@@ -192,6 +200,7 @@ func apply(v View, b Backend, m *Meta, r *Request) Result {
 	}
 	if a.changed {
 		m.Revision = a.rev
+		res.Events = a.events
 	}
 	setRevision(&res, m.Revision)
 	return res
@@ -210,6 +219,7 @@ type applier struct {
 	b       Backend // nil for a read-only request
 	rev     int64   // the revision this request's writes get
 	changed bool    // whether any write changed data
+	events  []Event // the changes made, in order
 }
 
 // op applies a Range, Put or DeleteRange; a Txn is handled by txn.
@@ -245,13 +255,15 @@ func (a *applier) put(p *PutRequest) Result {
 	var res Result
 	a.changed = true
 	kv := KeyValue{Key: p.Key, Value: p.Value, CreateRevision: a.rev, ModRevision: a.rev, Version: 1}
-	if old, ok := a.b.Get(p.Key); ok {
+	old, ok := a.b.Get(p.Key)
+	if ok {
 		if p.PrevKV {
 			res.PrevKVs = []KeyValue{old}
 		}
 		kv.Key, kv.CreateRevision, kv.Version = old.Key, old.CreateRevision, old.Version+1
 	}
 	a.b.Put(kv)
+	a.events = append(a.events, Event{Type: EventPut, KV: kv, PrevKV: old})
 	return res
 }
 
@@ -264,6 +276,7 @@ func (a *applier) deleteRange(d *DeleteRangeRequest) Result {
 	})
 	for _, kv := range doomed {
 		a.b.Delete(kv.Key)
+		a.events = append(a.events, Event{Type: EventDelete, KV: KeyValue{Key: kv.Key, ModRevision: a.rev}, PrevKV: kv})
 	}
 	if d.PrevKV {
 		res.PrevKVs = doomed

@@ -484,6 +484,10 @@ func TestSessions(t *testing.T) {
 
 	// A retry of seq 1, even with different data, returns the cached result.
 	retry := h.session(Put("a", "other"), 7, 1)
+	if len(first.Events) != 1 || first.Events[0].Type != EventPut || string(first.Events[0].KV.Value) != "1" || first.Events[0].HasPrev() {
+		t.Fatalf("first events: %+v", first.Events)
+	}
+	first.Events = nil // a retry changes nothing, so reports no events
 	if !reflect.DeepEqual(retry, first) {
 		t.Fatalf("retry = %+v, want the cached %+v", retry, first)
 	}

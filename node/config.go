@@ -1,6 +1,7 @@
 package node
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -113,6 +114,12 @@ type Config struct {
 	// first peer URL.
 	Transport    TransportFactory
 	PeerListener net.Listener
+	// PeerServerTLS and PeerClientTLS secure that gRPC transport's inbound
+	// and outbound connections (transport.Config's ServerTLS and
+	// ClientTLS). Set both, and every peer URL must be https://; set
+	// neither, and every peer URL must be http://.
+	PeerServerTLS *tls.Config
+	PeerClientTLS *tls.Config
 	// Logger receives the node's log lines; nil discards them.
 	Logger *slog.Logger
 
@@ -134,6 +141,11 @@ type Config struct {
 	ProposalBatchMax int
 	// RequestTimeout bounds a request whose context has no deadline.
 	RequestTimeout time.Duration
+	// WatchHistoryEvents and WatchHistoryBytes bound the recent changes
+	// kept for watchers (see WatchHub); 0 means WatchHistoryEventsDefault
+	// and WatchHistoryBytesDefault.
+	WatchHistoryEvents int
+	WatchHistoryBytes  int64
 }
 
 // withDefaults returns c with zero fields set to their defaults.
@@ -163,6 +175,10 @@ func (c Config) withDefaults() Config {
 	setInt(&c.ProposalBatchMax, ProposalBatchMaxDefault)
 	if c.WALSegmentBytes == 0 {
 		c.WALSegmentBytes = WALSegmentBytesDefault
+	}
+	setInt(&c.WatchHistoryEvents, WatchHistoryEventsDefault)
+	if c.WatchHistoryBytes == 0 {
+		c.WatchHistoryBytes = WatchHistoryBytesDefault
 	}
 	if c.Protocol == "" {
 		c.Protocol = "raft"
@@ -228,12 +244,23 @@ func (c Config) Validate() error {
 			c.ElectionTicks, c.HeartbeatTicks, ElectionTicksMax)
 	}
 	if c.Transport == nil {
+		scheme := "http"
+		if c.PeerServerTLS != nil || c.PeerClientTLS != nil {
+			if c.PeerServerTLS == nil || c.PeerClientTLS == nil {
+				return errors.New("node: set both Config.PeerServerTLS and Config.PeerClientTLS, or neither")
+			}
+			scheme = "https"
+		}
 		for _, p := range c.Peers {
 			if len(p.PeerURLs) == 0 {
 				return fmt.Errorf("node: member %d (%q) has no peer URL, and Config.Transport is nil: the node cannot reach it", p.ID, p.Name)
 			}
 			if _, err := HostPort(p.PeerURLs[0]); err != nil {
 				return fmt.Errorf("node: member %d (%q): %w", p.ID, p.Name, err)
+			}
+			if u, _ := url.Parse(p.PeerURLs[0]); u.Scheme != scheme {
+				return fmt.Errorf("node: member %d (%q) has peer URL %s, but with peer TLS %s the URLs must be %s://",
+					p.ID, p.Name, p.PeerURLs[0], map[string]string{"http": "off", "https": "on"}[scheme], scheme)
 			}
 		}
 	}
@@ -263,6 +290,12 @@ func (c Config) Validate() error {
 	if c.RequestTimeout < 0 || c.RequestTimeout > RequestTimeoutMax {
 		return fmt.Errorf("node: Config.RequestTimeout is %v; allowed up to %v", c.RequestTimeout, RequestTimeoutMax)
 	}
+	if c.WatchHistoryEvents < 1 || c.WatchHistoryEvents > WatchHistoryEventsMax {
+		return fmt.Errorf("node: Config.WatchHistoryEvents is %d; allowed 1..%d", c.WatchHistoryEvents, WatchHistoryEventsMax)
+	}
+	if c.WatchHistoryBytes < 1 || c.WatchHistoryBytes > WatchHistoryBytesMax {
+		return fmt.Errorf("node: Config.WatchHistoryBytes is %d; allowed 1..%d", c.WatchHistoryBytes, int64(WatchHistoryBytesMax))
+	}
 	return nil
 }
 
@@ -280,18 +313,19 @@ const (
 func (c *Config) path(name string) string { return filepath.Join(c.DataDir, name) }
 
 // HostPort returns the host:port of a peer or client URL such as
-// "http://10.0.0.1:2380". Only http URLs with an explicit port are
-// accepted: synod serves no TLS yet.
+// "http://10.0.0.1:2380" or "https://10.0.0.1:2380". Only http and https
+// URLs with an explicit port are accepted; https needs TLS configured
+// where the URL is served.
 func HostPort(rawURL string) (string, error) {
 	u, err := url.Parse(rawURL)
 	if err != nil {
-		return "", fmt.Errorf("bad URL %q: want http://host:port (%w)", rawURL, err)
+		return "", fmt.Errorf("bad URL %q: want http://host:port or https://host:port (%w)", rawURL, err)
 	}
-	if u.Scheme != "http" {
-		return "", fmt.Errorf("bad URL %q: want http://host:port (TLS is not supported yet)", rawURL)
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return "", fmt.Errorf("bad URL %q: want http://host:port or https://host:port", rawURL)
 	}
 	if u.Port() == "" || u.Hostname() == "" {
-		return "", fmt.Errorf("bad URL %q: want http://host:port", rawURL)
+		return "", fmt.Errorf("bad URL %q: want %s://host:port", rawURL, u.Scheme)
 	}
 	if u.Path != "" && u.Path != "/" {
 		return "", fmt.Errorf("bad URL %q: a URL must not have a path", rawURL)

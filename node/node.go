@@ -28,7 +28,8 @@
 //  4. Restore: the key-value store is replaced by the snapshot; then
 //     Committed is applied with kvstore.ApplyBatch (one synced Pebble
 //     batch, with the applied index);
-//  5. waiting proposals get their results; read states whose index is
+//  5. the batch's changes go to the watch history (WatchHub), then
+//     waiting proposals get their results; read states whose index is
 //     applied release their reads;
 //  6. Advance;
 //  7. SnapshotWanted: the key-value store is streamed into a snapshot
@@ -117,10 +118,16 @@ type Node struct {
 	// stopped is set once Stop began (under stopMu).
 	stopped bool
 
+	// watch is the history of recent changes that watchers read; the
+	// loop publishes to it after each applied batch.
+	watch *WatchHub
+
 	status   atomic.Pointer[consensus.Status]
 	revision atomic.Int64
 	fatal    atomic.Pointer[error]
 	closeErr error
+
+	metrics metrics // see metrics.go
 
 	sizesMu           sync.Mutex
 	sizesAt           time.Time
@@ -170,6 +177,7 @@ func Start(cfg Config) (*Node, error) {
 		readc:    make(chan *readRequest, cfg.ReadQueueMax),
 		stopc:    make(chan struct{}),
 		donec:    make(chan struct{}),
+		watch:    NewWatchHub(0, cfg.WatchHistoryEvents, cfg.WatchHistoryBytes),
 	}
 	for _, p := range cfg.Peers {
 		n.voters = append(n.voters, p.ID)
@@ -179,6 +187,7 @@ func Start(cfg Config) (*Node, error) {
 		n.closeStorage()
 		return nil, err
 	}
+	n.watch.Reset(n.revision.Load())
 	newTransport := cfg.Transport
 	if newTransport == nil {
 		newTransport = n.grpcTransport
@@ -300,6 +309,7 @@ func (n *Node) restoreKV(index uint64) error {
 		return fmt.Errorf("node: snapshot %s holds state applied through %d, not %d", in.Name, got, index)
 	}
 	n.revision.Store(n.readRevision())
+	n.watch.Reset(n.revision.Load())
 	return nil
 }
 
@@ -319,6 +329,7 @@ func (n *Node) grpcTransport(h transport.Handler) (transport.Transport, error) {
 		peers[p.ID] = addr
 	}
 	return transport.New(transport.Config{
+		ServerTLS: n.cfg.PeerServerTLS, ClientTLS: n.cfg.PeerClientTLS,
 		ClusterID: n.cfg.ClusterID,
 		ID:        n.cfg.ID,
 		Peers:     peers,
@@ -341,6 +352,7 @@ func (n *Node) receive(m consensus.Message) {
 // run is the loop. It owns the replica and storage.
 func (n *Node) run() {
 	defer close(n.donec)
+	defer n.watch.Stop()
 	ticker := time.NewTicker(n.cfg.TickInterval)
 	defer ticker.Stop()
 	for {
@@ -399,6 +411,7 @@ func (n *Node) drainRequests(max, bytes int) {
 }
 
 func (n *Node) step(m consensus.Message) {
+	n.metrics.received(m)
 	if err := n.replica.Step(m); err != nil {
 		n.log.Debug("dropped a peer message", "from", m.From, "err", err)
 	}
@@ -441,11 +454,12 @@ func (n *Node) handleReady() error {
 		}
 		// 1. A Restore's snapshot was installed durably by the snapshot
 		// store when its last chunk arrived. 2. Persist.
-		if err := n.wal.persist(rd.Persist); err != nil {
+		if err := n.persist(rd.Persist); err != nil {
 			return fmt.Errorf("node: writing the write-ahead log: %w", err)
 		}
 		// 3. Send.
 		if len(rd.Messages) > 0 {
+			n.metrics.sent(rd.Messages)
 			n.tr.Send(rd.Messages)
 		}
 		// 4. Restore, then apply.
@@ -477,12 +491,14 @@ func (n *Node) handleReady() error {
 // apply applies committed entries to the key-value store in one batch and
 // answers the proposals waiting for them.
 func (n *Node) apply(ents []consensus.Entry) error {
-	results, err := n.kv.ApplyBatch(ents)
+	results, err := n.applyBatch(ents)
 	if err != nil {
 		return fmt.Errorf("node: applying entries %d..%d: %w", ents[0].Index, ents[len(ents)-1].Index, err)
 	}
 	last := &ents[len(ents)-1]
 	n.applied, n.appliedTerm = last.Index, last.Term
+	// Watchers see a change before its proposer hears back.
+	n.watch.Publish(results)
 	for i := range ents {
 		e := &ents[i]
 		if !errors.Is(results[i].Err, kvstore.ErrAlreadyApplied) {
@@ -570,6 +586,7 @@ func (n *Node) publish() {
 	prev := n.prev
 	n.prev = st
 	n.status.Store(&st)
+	n.metrics.statusChanged(prev, st)
 	if st.Leader != prev.Leader || st.Term != prev.Term && st.Role == consensus.RoleLeader {
 		switch {
 		case st.Role == consensus.RoleLeader:
@@ -720,10 +737,11 @@ func (n *Node) checkRunning() error {
 // request may or may not take effect. A full queue returns ErrBusy. A
 // request the state machine rejects (invalid, for example) comes back with
 // its Result.Err also returned as the error.
-func (n *Node) Propose(ctx context.Context, req kv.Request) (kv.Result, error) {
+func (n *Node) Propose(ctx context.Context, req kv.Request) (res kv.Result, err error) {
 	if err := req.Validate(); err != nil {
 		return kv.Result{Err: err}, err
 	}
+	defer n.metrics.proposed(&res, &err)
 	if err := n.checkRunning(); err != nil {
 		return kv.Result{}, err
 	}

@@ -451,7 +451,7 @@ func TestConfigValidate(t *testing.T) {
 		mut  func(*Config)
 		want string
 	}{
-		{func(c *Config) { c.Transport, c.Peers[0].PeerURLs = nil, []string{"https://h:1"} }, "TLS is not supported"},
+		{func(c *Config) { c.Transport, c.Peers[0].PeerURLs = nil, []string{"https://h:1"} }, "with peer TLS off the URLs must be http://"},
 		{func(c *Config) { c.Protocol = "paxos" }, `Protocol "paxos" is not supported`},
 		{func(c *Config) { c.ID = 0 }, "ID must not be 0"},
 		{func(c *Config) { c.Peers = []Peer{{ID: 2, Name: "b"}} }, "does not include this member"},

@@ -1,11 +1,12 @@
-// Package server puts a synod node behind etcd's v3 gRPC API (KV,
-// Maintenance.Status, Cluster.MemberList, later Watch), so that etcdctl,
+// Package server puts a synod node behind etcd's v3 gRPC API (KV, Watch,
+// Maintenance.Status, Cluster.MemberList), so that etcdctl,
 // etcd's Go client and etcd's benchmark tool work against it, and serves
 // HTTP /metrics, /health and /status on a separate port.
 package server
 
 import (
 	"context"
+	"fmt"
 
 	"github.com/synod-io/synod/consensus"
 	"github.com/synod-io/synod/kv"
@@ -33,6 +34,43 @@ type Backend interface {
 	Status() NodeStatus
 	// Members lists the cluster's members.
 	Members() []Member
+	// Watch reads this member's recent changes to the keys in [key, end)
+	// (kv.RangeRequest's range rules) at revisions >= from, in revision
+	// order, as this member applies them (whatever its role: watches are
+	// never forwarded). from 0 means "from now": nothing is returned, and
+	// the batch's Next is the next revision. It returns at most about
+	// maxEvents events, in whole revisions. If changes at from are no
+	// longer kept it returns a *CompactedError. It must not block: a
+	// watcher waits on WatchBatch.Changed.
+	Watch(key, end []byte, from int64, maxEvents int) (WatchBatch, error)
+}
+
+// WatchBatch is one read of a member's recent changes (Backend.Watch).
+type WatchBatch struct {
+	// Events are the matching changes at revisions from..Next-1, in
+	// revision order, a request's events together in the order it made
+	// them. Read-only.
+	Events []kv.Event
+	// Next is where the next read starts: every matching change before it
+	// (from from on) is in Events.
+	Next int64
+	// Revision is the member's revision at the read; Next-1 <= Revision
+	// unless from was beyond it.
+	Revision int64
+	// More reports that maxEvents cut the read short: read again at once.
+	More bool
+	// Changed is closed when the member's revision passes Revision (or
+	// the member stops). Wait on it when More is false.
+	Changed <-chan struct{}
+}
+
+// CompactedError is Backend.Watch's error for a revision whose changes
+// are no longer kept. Revision is the oldest revision a watch can start
+// from (etcd's compact_revision).
+type CompactedError struct{ Revision int64 }
+
+func (e *CompactedError) Error() string {
+	return fmt.Sprintf("server: required revision has been compacted (oldest kept: %d)", e.Revision)
 }
 
 // NodeStatus is a node's view of itself and its cluster.

@@ -13,6 +13,7 @@ import (
 
 	"github.com/synod-io/synod/consensus"
 	"github.com/synod-io/synod/kv"
+	"github.com/synod-io/synod/node"
 	"github.com/synod-io/synod/server"
 )
 
@@ -30,10 +31,12 @@ type fakeBackend struct {
 	leader consensus.NodeID
 	// proposals counts the requests proposed here (applied locally).
 	proposals int
+	// watch is the history of changes Watch reads (see watch_test.go).
+	watch *node.WatchHub
 }
 
 func newFakeBackend(id consensus.NodeID, cluster *fakeCluster) *fakeBackend {
-	return &fakeBackend{id: id, cluster: cluster, store: kv.New(), leader: id}
+	return &fakeBackend{id: id, cluster: cluster, store: kv.New(), leader: id, watch: node.NewWatchHub(1, 0, 0)}
 }
 
 func (b *fakeBackend) setLeader(id consensus.NodeID) {
@@ -54,7 +57,9 @@ func (b *fakeBackend) apply(req kv.Request) kv.Result {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.index++
-	return b.store.Apply(consensus.Entry{Index: b.index, Term: 3, Command: req.Command(consensus.Session{})})
+	res := b.store.Apply(consensus.Entry{Index: b.index, Term: 3, Command: req.Command(consensus.Session{})})
+	b.watch.Publish([]kv.Result{res})
+	return res
 }
 
 func (b *fakeBackend) Propose(ctx context.Context, req kv.Request) (kv.Result, error) {

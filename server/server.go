@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"math"
 	"net"
+	"sync"
 	"time"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
@@ -95,6 +96,10 @@ type Config struct {
 	// ForwardTLS is the client TLS configuration for forwarding to https://
 	// client URLs when ForwardDial is nil; nil uses the system roots.
 	ForwardTLS *tls.Config
+	// WatchProgressNotifyInterval is how often a watcher created with
+	// progress_notify gets a progress response when idle; 0 means
+	// WatchProgressNotifyIntervalDefault.
+	WatchProgressNotifyInterval time.Duration
 }
 
 func (c *Config) validate() error {
@@ -122,10 +127,17 @@ func (c *Config) validate() error {
 	if c.StreamsPerConnMax < 0 || c.StreamsPerConnMax > math.MaxInt32 {
 		return fmt.Errorf("server: StreamsPerConnMax %d out of range", c.StreamsPerConnMax)
 	}
+	if c.WatchProgressNotifyInterval == 0 {
+		c.WatchProgressNotifyInterval = WatchProgressNotifyIntervalDefault
+	}
+	if c.WatchProgressNotifyInterval < WatchProgressNotifyIntervalMin || c.WatchProgressNotifyInterval > WatchProgressNotifyIntervalMax {
+		return fmt.Errorf("server: WatchProgressNotifyInterval %v out of range (%v..%v)",
+			c.WatchProgressNotifyInterval, WatchProgressNotifyIntervalMin, WatchProgressNotifyIntervalMax)
+	}
 	return nil
 }
 
-// Server serves etcd's v3 gRPC API (KV, Maintenance.Status,
+// Server serves etcd's v3 gRPC API (KV, Watch, Maintenance.Status,
 // Cluster.MemberList) over a Backend. Requests a follower cannot serve are
 // forwarded to the leader. Create one with New, run it with Serve, end it
 // with GracefulStop or Stop.
@@ -134,6 +146,10 @@ type Server struct {
 	log  *slog.Logger
 	grpc *grpc.Server
 	fwd  *forwarder
+	// stopping is closed when a stop begins: watch streams, which never
+	// end on their own, end then (see watch.go).
+	stopping     chan struct{}
+	stoppingOnce sync.Once
 }
 
 // New validates cfg and returns a server with etcd's KV, Maintenance,
@@ -143,7 +159,7 @@ func New(cfg Config) (*Server, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger}
+	s := &Server{cfg: cfg, log: cfg.Logger, stopping: make(chan struct{})}
 	s.fwd = newForwarder(&s.cfg)
 	opts := []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(cfg.MaxRequestBytes + grpcOverheadBytes),
@@ -163,7 +179,7 @@ func New(cfg Config) (*Server, error) {
 	pb.RegisterKVServer(s.grpc, &kvService{s: s})
 	pb.RegisterMaintenanceServer(s.grpc, &maintenanceService{s: s})
 	pb.RegisterClusterServer(s.grpc, &clusterService{s: s})
-	pb.RegisterWatchServer(s.grpc, watchService{})
+	pb.RegisterWatchServer(s.grpc, &watchService{s: s})
 	pb.RegisterLeaseServer(s.grpc, leaseService{})
 	return s, nil
 }
@@ -176,8 +192,11 @@ func (s *Server) Serve(l net.Listener) error {
 }
 
 // GracefulStop stops accepting connections and waits for in-flight RPCs to
-// finish, then closes the connections used for forwarding.
+// finish (watch streams end at once with etcd's "server stopped", so that
+// clients move to another member), then closes the connections used for
+// forwarding.
 func (s *Server) GracefulStop() {
+	s.stoppingOnce.Do(func() { close(s.stopping) })
 	s.grpc.GracefulStop()
 	s.fwd.close()
 }
@@ -185,6 +204,7 @@ func (s *Server) GracefulStop() {
 // Stop closes every connection and cancels in-flight RPCs at once, then
 // closes the connections used for forwarding.
 func (s *Server) Stop() {
+	s.stoppingOnce.Do(func() { close(s.stopping) })
 	s.grpc.Stop()
 	s.fwd.close()
 }

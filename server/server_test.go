@@ -354,13 +354,6 @@ func TestErrors(t *testing.T) {
 	_, err = c.UserList(ctx) // Auth is not registered at all
 	wantStatus(t, err, codes.Unimplemented, "Auth")
 
-	wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	wr, ok := <-c.Watch(wctx, "k")
-	if !ok {
-		t.Fatal("watch channel closed without a response")
-	}
-	wantStatus(t, wr.Err(), codes.Unimplemented, "Watch")
 }
 
 // wantStatus fails unless err has the gRPC code and a message containing

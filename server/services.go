@@ -119,15 +119,6 @@ func (*clusterService) MemberPromote(context.Context, *pb.MemberPromoteRequest) 
 	return nil, unsupported("Cluster.MemberPromote", "synod has no learners")
 }
 
-// watchService refuses Watch until the store keeps the history it needs.
-type watchService struct {
-	pb.UnimplementedWatchServer
-}
-
-func (watchService) Watch(grpc.BidiStreamingServer[pb.WatchRequest, pb.WatchResponse]) error {
-	return unsupported("Watch", "not yet implemented (a later milestone)")
-}
-
 // leaseService refuses every Lease RPC: synod has no leases.
 type leaseService struct {
 	pb.UnimplementedLeaseServer

@@ -120,9 +120,11 @@ type member struct {
 	id        uint64
 	clientURL string
 	peerURL   string
-	dataDir   string
-	logPath   string
-	args      []string
+	// metricsURL serves /metrics, /health and /status.
+	metricsURL string
+	dataDir    string
+	logPath    string
+	args       []string
 
 	mu     sync.Mutex
 	cmd    *exec.Cmd
@@ -250,7 +252,7 @@ func (d *demo) workStart() time.Time { return time.Unix(0, d.workNs.Load()) }
 
 // setup picks free loopback ports and builds each member's command line.
 func (d *demo) setup() error {
-	ports, err := freePorts(2 * d.f.nodes)
+	ports, err := freePorts(3 * d.f.nodes)
 	if err != nil {
 		return err
 	}
@@ -258,12 +260,13 @@ func (d *demo) setup() error {
 	for i := range d.f.nodes {
 		name := fmt.Sprintf("n%d", i+1)
 		m := &member{
-			name:      name,
-			id:        uint64(memberID(d.token, name)),
-			clientURL: fmt.Sprintf("http://127.0.0.1:%d", ports[2*i]),
-			peerURL:   fmt.Sprintf("http://127.0.0.1:%d", ports[2*i+1]),
-			dataDir:   filepath.Join(d.dir, name),
-			logPath:   filepath.Join(d.dir, name+".log"),
+			name:       name,
+			id:         uint64(memberID(d.token, name)),
+			clientURL:  fmt.Sprintf("http://127.0.0.1:%d", ports[2*i]),
+			peerURL:    fmt.Sprintf("http://127.0.0.1:%d", ports[2*i+1]),
+			metricsURL: fmt.Sprintf("http://127.0.0.1:%d", ports[2*d.f.nodes+i]),
+			dataDir:    filepath.Join(d.dir, name),
+			logPath:    filepath.Join(d.dir, name+".log"),
 		}
 		d.members = append(d.members, m)
 		cluster = append(cluster, name+"="+m.peerURL)
@@ -275,6 +278,7 @@ func (d *demo) setup() error {
 			"--data-dir", m.dataDir,
 			"--listen-client-urls", m.clientURL,
 			"--listen-peer-urls", m.peerURL,
+			"--listen-metrics-urls", m.metricsURL,
 			"--initial-cluster", strings.Join(cluster, ","),
 			"--initial-cluster-clients", strings.Join(clients, ","),
 			"--initial-cluster-token", d.token,
@@ -429,6 +433,11 @@ func (d *demo) printKeep() {
 	fmt.Fprintf(d.out, "  etcdctl --endpoints %s put greeting hello\n", all)
 	fmt.Fprintf(d.out, "  etcdctl --endpoints %s get greeting\n", all)
 	fmt.Fprintf(d.out, "  etcdctl --endpoints %s get --prefix k\n", all)
+	fmt.Fprintf(d.out, "  synod status --endpoints %s\n", all)
+	fmt.Fprintf(d.out, "  synod bench put --endpoints %s --duration 10s\n", all)
+	for _, m := range d.members {
+		fmt.Fprintf(d.out, "  curl %s/health   # and /metrics, /status (%s)\n", m.metricsURL, m.name)
+	}
 	fmt.Fprintf(d.out, "\nStop it with:  kill %s && rm -rf %s\n", strings.Join(pids, " "), d.dir)
 }
 

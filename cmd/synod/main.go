@@ -48,5 +48,8 @@ Run the deterministic simulator over a range of seeds:
 	root.AddCommand(newSimCommand())
 	root.AddCommand(newServeCommand())
 	root.AddCommand(newDemoCommand())
+	root.AddCommand(newKVCommand())
+	root.AddCommand(newStatusCommand())
+	root.AddCommand(newBenchCommand())
 	return root
 }

@@ -43,6 +43,8 @@ type serveFlags struct {
 	tickInterval        time.Duration
 	electionTicks       int
 	snapshotCount       int
+	listenMetricsURLs   string
+	tls                 tlsFlags // see tls.go
 }
 
 // envPrefix: every serve flag can also be set from the environment as
@@ -109,6 +111,8 @@ then the replica, transport and storage close.`,
 	fl.DurationVar(&f.tickInterval, "tick-interval", node.TickIntervalDefault, "length of one protocol tick (heartbeat interval)")
 	fl.IntVar(&f.electionTicks, "election-ticks", node.ElectionTicksDefault, "election timeout in ticks (randomized between this and twice this)")
 	fl.IntVar(&f.snapshotCount, "snapshot-count", node.SnapshotEntriesDefault, "applied entries between snapshots")
+	fl.StringVar(&f.listenMetricsURLs, "listen-metrics-urls", "", "URLs to serve HTTP /metrics, /health and /status on (comma-separated; default: none)")
+	f.tls.register(fl)
 	return cmd
 }
 
@@ -291,7 +295,7 @@ func serveConfig(f *serveFlags) (node.Config, []string, error) {
 		cfg.Peers = append(cfg.Peers, node.Peer{ID: memberID(token, name), Name: name,
 			PeerURLs: peerURLs[name], ClientURLs: clientURLs[name]})
 	}
-	return cfg, listenClient, nil
+	return cfg, listenClient, checkServeSchemes(f, listenClient, cfg)
 }
 
 func runServe(cmd *cobra.Command, f *serveFlags) error {
@@ -304,6 +308,11 @@ func runServe(cmd *cobra.Command, f *serveFlags) error {
 		return err
 	}
 	cfg.Logger = log
+	tlsCfg, err := f.tls.build()
+	if err != nil {
+		return err
+	}
+	cfg.PeerServerTLS, cfg.PeerClientTLS = tlsCfg.peerServer, tlsCfg.peerClient
 	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
@@ -339,12 +348,20 @@ func runServe(cmd *cobra.Command, f *serveFlags) error {
 		peerLis.Close()
 		return err
 	}
-	srv, err := server.New(server.Config{Backend: backend{n}, Logger: log.With("component", "server")})
+	srv, err := server.New(server.Config{Backend: backend{n}, Logger: log.With("component", "server"),
+		TLS: tlsCfg.client, ForwardTLS: tlsCfg.forward})
 	if err != nil {
 		closeClients()
 		n.Stop()
 		return err
 	}
+	stopMetrics, err := serveMetrics(f.listenMetricsURLs, n, tlsCfg.client, log.With("component", "http"))
+	if err != nil {
+		closeClients()
+		n.Stop()
+		return err
+	}
+	defer stopMetrics()
 	serveErr := make(chan error, len(clientLis))
 	for _, l := range clientLis {
 		go func() { serveErr <- srv.Serve(l) }()
@@ -407,6 +424,19 @@ func (b backend) Status() server.NodeStatus {
 		Replica: st.Replica, Revision: st.Revision,
 		DBSizeBytes: st.DBSizeBytes, WALSizeBytes: st.WALSizeBytes,
 	}
+}
+
+// Watch reads the node's recent changes, with the node's errors made the
+// server's.
+func (b backend) Watch(key, end []byte, from int64, maxEvents int) (server.WatchBatch, error) {
+	wb, err := b.n.Watch(key, end, from, maxEvents)
+	if err != nil {
+		if ce, ok := errors.AsType[*node.CompactedError](err); ok {
+			return server.WatchBatch{}, &server.CompactedError{Revision: ce.Revision}
+		}
+		return server.WatchBatch{}, backendErr(err)
+	}
+	return server.WatchBatch{Events: wb.Events, Next: wb.Next, Revision: wb.Revision, More: wb.More, Changed: wb.Changed}, nil
 }
 
 func (b backend) Members() []server.Member {

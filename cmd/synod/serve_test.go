@@ -44,7 +44,11 @@ func TestServeConfig(t *testing.T) {
 		{func(f *serveFlags) { f.initialClusterState = "maybe" }, "want new or existing"},
 		{func(f *serveFlags) { f.name = "n9" }, "does not list this member"},
 		{func(f *serveFlags) { f.initialCluster = "n1" }, "not name=URL"},
-		{func(f *serveFlags) { f.listenPeerURLs = "https://127.0.0.1:2380" }, "TLS is not supported"},
+		{func(f *serveFlags) { f.listenClientURLs = "https://127.0.0.1:2379" }, "but no --cert-file is given"},
+		{func(f *serveFlags) {
+			f.listenPeerURLs, f.initialCluster = "https://127.0.0.1:2380", strings.ReplaceAll(f.initialCluster, "http:", "https:")
+		}, "but no --peer-cert-file is given"},
+		{func(f *serveFlags) { f.tls.certFile = "c.pem" }, "is http://, but --cert-file is given"},
 		{func(f *serveFlags) { f.listenClientURLs = "127.0.0.1:2379" }, "want http://host:port"},
 		{func(f *serveFlags) { f.initialClients = "n7=http://1.2.3.4:5" }, "not in --initial-cluster"},
 		{func(f *serveFlags) { f.advertisePeerURLs = "http://127.0.0.1:9999" }, "--initial-advertise-peer-urls"},

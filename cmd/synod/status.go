@@ -1,0 +1,136 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strconv"
+	"sync"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+func newStatusCommand() *cobra.Command {
+	f := &clientFlags{}
+	cmd := &cobra.Command{
+		Use:   "status",
+		Short: "Print a table of the cluster's members: role, term, commit, applied, lag, health",
+		Long: `Ask the cluster for its members (Cluster.MemberList, through any of
+--endpoints), then each member, at its first client URL, for its status
+(Maintenance.Status), and print one row per member:
+
+  NAME, ID        the member (ID in hex, as etcdctl prints it)
+  ENDPOINT        the client URL asked
+  ROLE            leader or follower, by the member's own account
+  TERM            the member's current term
+  COMMIT          its commit index
+  APPLIED         its applied index
+  LAG             the leader's commit index minus this member's applied
+                  index: entries it has yet to apply
+  HEALTH          true if the member answered and knows a leader; else
+                  false and why
+
+The command exits with status 1 if any member is unhealthy.`,
+		Example: `  synod status --endpoints http://127.0.0.1:2379
+  synod status --endpoints https://10.0.0.1:2379 --cacert ca.pem --cert me.pem --key me-key.pem`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return f.withClient(cmd, func(ctx context.Context, cli *clientv3.Client) error {
+				rows, err := clusterStatus(ctx, cli)
+				if err != nil {
+					return err
+				}
+				printStatus(cmd.OutOrStdout(), rows)
+				for _, r := range rows {
+					if !r.healthy {
+						return &exitError{code: 1}
+					}
+				}
+				return nil
+			})
+		},
+	}
+	f.register(cmd.Flags())
+	return cmd
+}
+
+// memberRow is one member's line in the status table.
+type memberRow struct {
+	name     string
+	id       uint64
+	endpoint string
+	st       *clientv3.StatusResponse // nil if the member did not answer
+	err      error
+	healthy  bool
+	reason   string
+}
+
+// clusterStatus asks every member for its status.
+func clusterStatus(ctx context.Context, cli *clientv3.Client) ([]memberRow, error) {
+	ml, err := cli.MemberList(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("listing members: %w", err)
+	}
+	rows := make([]memberRow, len(ml.Members))
+	var wg sync.WaitGroup
+	for i, m := range ml.Members {
+		rows[i] = memberRow{name: m.Name, id: m.ID}
+		if len(m.ClientURLs) == 0 {
+			rows[i].reason = "no client URL"
+			continue
+		}
+		rows[i].endpoint = m.ClientURLs[0]
+		wg.Go(func() {
+			rows[i].st, rows[i].err = cli.Status(ctx, rows[i].endpoint)
+		})
+	}
+	wg.Wait()
+	for i := range rows {
+		r := &rows[i]
+		switch {
+		case r.err != nil:
+			r.reason = r.err.Error()
+		case r.st == nil:
+		case r.st.Leader == 0:
+			r.reason = "no leader"
+		default:
+			r.healthy = true
+		}
+	}
+	return rows, nil
+}
+
+func printStatus(w io.Writer, rows []memberRow) {
+	var leaderCommit uint64
+	leaderKnown := false
+	for _, r := range rows {
+		if r.st != nil && r.st.Leader == r.id {
+			leaderCommit, leaderKnown = r.st.RaftIndex, true
+		}
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tID\tENDPOINT\tROLE\tTERM\tCOMMIT\tAPPLIED\tLAG\tHEALTH")
+	for _, r := range rows {
+		role, term, commit, applied, lag := "-", "-", "-", "-", "-"
+		if st := r.st; st != nil {
+			role = "follower"
+			if st.Leader == r.id {
+				role = "leader"
+			}
+			term = strconv.FormatUint(st.RaftTerm, 10)
+			commit = strconv.FormatUint(st.RaftIndex, 10)
+			applied = strconv.FormatUint(st.RaftAppliedIndex, 10)
+			if leaderKnown {
+				lag = strconv.FormatUint(leaderCommit-min(leaderCommit, st.RaftAppliedIndex), 10)
+			}
+		}
+		health := "true"
+		if !r.healthy {
+			health = "false: " + r.reason
+		}
+		fmt.Fprintf(tw, "%s\t%x\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.name, r.id, r.endpoint, role, term, commit, applied, lag, health)
+	}
+	tw.Flush()
+}

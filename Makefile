@@ -30,3 +30,9 @@ bench: bench-core
 
 ci:
 	bash .ci/run
+
+# synod against etcd end to end: 3-member clusters of real processes on loopback,
+# both driven by etcd's benchmark tool (builds etcd and the tool into ~/.cache/synod-bench).
+bench-etcd:
+	cd bench && $(GO) run ./cmd/etcdbench
+.PHONY: bench-etcd

@@ -1,0 +1,14 @@
+// Package e2e holds end-to-end tests that run real "synod serve" processes
+// on loopback ports: a fault test that kill -9s members under a concurrent
+// workload driven through etcd's Go client and checks the history for
+// linearizability, and a test that drives a cluster with etcd's own etcdctl.
+//
+// The tests build the synod binary once per run (go build ./cmd/synod into
+// a temporary directory); the etcdctl test also builds etcdctl from the
+// module proxy into a cache directory outside the repository. Both are
+// skipped under -short.
+//
+//	go test ./e2e                                # both, about a minute
+//	go test ./e2e -run Fault -e2e.duration 2m    # a longer fault run
+//	go test ./e2e -run Fault -v -e2e.seed 42     # replay a kill schedule
+package e2e

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -350,12 +349,8 @@ func TestEtcdctl(t *testing.T) {
 
 	t.Run("endpoint-health", func(t *testing.T) {
 		e := ctl{t: t, bin: bin, endpoints: all.endpoints}
+		// etcdctl's health check reads a key and lists alarms.
 		r := e.run("", "endpoint", "health")
-		if r.err != nil && strings.Contains(r.stdout+r.stderr, "Unable to fetch the alarm list") {
-			// etcdctl's health check also lists alarms; synod answers
-			// Maintenance.Alarm with Unimplemented today.
-			t.Skipf("KNOWN GAP: etcdctl endpoint health reports unhealthy because Maintenance.Alarm is unimplemented:\n%s%s", r.stdout, r.stderr)
-		}
 		if r.err != nil || strings.Count(r.stdout+r.stderr, "is healthy") != len(c.members) {
 			t.Errorf("endpoint health: %v\nstdout:\n%s\nstderr:\n%s", r.err, r.stdout, r.stderr)
 		}
@@ -367,9 +362,7 @@ func TestEtcdctl(t *testing.T) {
 }
 
 // testWatch runs "etcdctl watch" on a key and puts to it until events
-// arrive. While synod answers Watch with Unimplemented, the command must
-// fail cleanly with that error (the test logs it); once Watch works, the
-// events must be etcdctl's PUT/key/value lines, in order.
+// arrive; the events must be etcdctl's PUT/key/value lines, in order.
 func testWatch(t *testing.T, bin string, all ctl) {
 	ctx, cancel := context.WithTimeout(context.Background(), ctlTimeout)
 	defer cancel()
@@ -396,12 +389,6 @@ func testWatch(t *testing.T, bin string, all ctl) {
 		case err := <-done:
 			done <- err // for the deferred clean-up
 			msg := errb.String()
-			var ee *exec.ExitError
-			if errors.As(err, &ee) && strings.Contains(msg, "Unimplemented") {
-				t.Logf("WATCH NOT IMPLEMENTED YET: etcdctl watch failed cleanly (%v): %s", err, strings.TrimSpace(msg))
-				t.Log("this subtest will check watch events once synod serves Watch")
-				return
-			}
 			t.Fatalf("etcdctl watch exited (%v) without events\nstdout:\n%s\nstderr:\n%s", err, out.String(), msg)
 		case <-time.After(200 * time.Millisecond):
 		}

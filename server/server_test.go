@@ -523,3 +523,16 @@ func TestConfig(t *testing.T) {
 		t.Fatal("negative MaxRequestBytes accepted")
 	}
 }
+
+// TestAlarmList: synod raises no alarms, so the list (which etcdctl
+// endpoint health asks for) is empty; raising one is refused.
+func TestAlarmList(t *testing.T) {
+	_, cli := single(t, server.Config{})
+	resp, err := cli.AlarmList(testCtx(t))
+	if err != nil {
+		t.Fatalf("AlarmList: %v", err)
+	}
+	if len(resp.Alarms) != 0 || resp.Header == nil || resp.Header.ClusterId == 0 {
+		t.Fatalf("AlarmList = %+v, want no alarms and a header", resp)
+	}
+}

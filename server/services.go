@@ -44,8 +44,15 @@ func (m *maintenanceService) Status(context.Context, *pb.StatusRequest) (*pb.Sta
 	}, nil
 }
 
-func (*maintenanceService) Alarm(context.Context, *pb.AlarmRequest) (*pb.AlarmResponse, error) {
-	return nil, unsupported("Maintenance.Alarm", "synod raises no alarms")
+// Alarm lists alarms: synod raises none (a full disk or a corrupt log stops
+// the member instead), so the list is always empty. That is what etcdctl
+// endpoint health asks. Raising or clearing alarms is refused.
+func (m *maintenanceService) Alarm(_ context.Context, req *pb.AlarmRequest) (*pb.AlarmResponse, error) {
+	if req.Action != pb.AlarmRequest_GET {
+		return nil, unsupported("Maintenance.Alarm", "synod raises no alarms, so there are none to activate or deactivate")
+	}
+	st := m.s.cfg.Backend.Status()
+	return &pb.AlarmResponse{Header: m.s.header(st.Revision)}, nil
 }
 
 func (*maintenanceService) Defragment(context.Context, *pb.DefragmentRequest) (*pb.DefragmentResponse, error) {

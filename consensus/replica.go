@@ -72,6 +72,12 @@ type Ready struct {
 	// Messages go out. Replaying every record ever persisted, in order,
 	// rebuilds the replica's durable state.
 	Persist []Record
+	// SyncOptional says the records in Persist carry nothing that Messages
+	// (now or later) acknowledge, such as only a new commit index: the host
+	// may write them without waiting for an fsync before it sends. Losing
+	// them in a crash is harmless. When false (the safe default) Persist
+	// must be durable before Messages go out.
+	SyncOptional bool
 	// Messages are to be sent to peers, in any order; the network may lose,
 	// duplicate or reorder them.
 	Messages []Message

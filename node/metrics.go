@@ -123,12 +123,12 @@ type metrics struct {
 }
 
 // persist appends and syncs a Ready's records, timing it.
-func (n *Node) persist(recs []consensus.Record) error {
+func (n *Node) persist(recs []consensus.Record, syncOptional bool) error {
 	if len(recs) == 0 {
 		return nil
 	}
 	start := time.Now()
-	err := n.wal.persist(recs)
+	err := n.wal.persist(recs, syncOptional)
 	n.metrics.walSync.observe(time.Since(start))
 	return err
 }

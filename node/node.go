@@ -218,8 +218,13 @@ func (n *Node) open() error {
 	}
 	// Pebble locks its directory, so a second process on the same data
 	// directory fails here, before touching the WAL.
+	// The store applies entries the WAL already holds durably, so its
+	// batches need no fsync of their own: after a machine crash it may
+	// have lost some applied batches, and restart replays them from the
+	// WAL (or restores the snapshot the WAL builds on).
 	n.kv, err = kvstore.Open(cfg.path(kvDirName), kvstore.Options{
-		Logf: func(format string, args ...any) { n.log.Error("kv store: " + fmt.Sprintf(format, args...)) },
+		NoSync: true,
+		Logf:   func(format string, args ...any) { n.log.Error("kv store: " + fmt.Sprintf(format, args...)) },
 	})
 	if err != nil {
 		return fmt.Errorf("node: opening the key-value store in %s: %w "+
@@ -277,9 +282,12 @@ func (n *Node) open() error {
 		return fmt.Errorf("node: rebuilding the replica from %s: %w", cfg.path(walDirName), err)
 	}
 	st := n.replica.Status()
-	if ai := n.kv.AppliedIndex(); ai > st.Commit {
-		return fmt.Errorf("node: the key-value store in %s has applied entry %d, beyond the log's commit index %d: "+
-			"the data directory is inconsistent (was wal/ replaced?); remove it and let the member rejoin", cfg.path(kvDirName), ai, st.Commit)
+	// The key-value store may be ahead of the durable commit index (a
+	// commit index is written without waiting for fsync), but never ahead
+	// of the durable log: it only applies entries the log holds.
+	if ai := n.kv.AppliedIndex(); ai > st.LastIndex {
+		return fmt.Errorf("node: the key-value store in %s has applied entry %d, beyond the log's last entry %d: "+
+			"the data directory is inconsistent (was wal/ replaced?); remove it and let the member rejoin", cfg.path(kvDirName), ai, st.LastIndex)
 	}
 	n.revision.Store(n.readRevision())
 	if fresh {
@@ -454,7 +462,7 @@ func (n *Node) handleReady() error {
 		}
 		// 1. A Restore's snapshot was installed durably by the snapshot
 		// store when its last chunk arrived. 2. Persist.
-		if err := n.persist(rd.Persist); err != nil {
+		if err := n.persist(rd.Persist, rd.SyncOptional); err != nil {
 			return fmt.Errorf("node: writing the write-ahead log: %w", err)
 		}
 		// 3. Send.

@@ -59,9 +59,11 @@ func openWAL(dir string, segmentBytes int64, codec consensus.RecordCodec) (*walL
 	return &walLog{log: l, codec: codec}, recs, nil
 }
 
-// persist appends one Ready's records as one WAL record and syncs it. Once
-// a checkpoint is durable, the WAL records before it are released.
-func (w *walLog) persist(recs []consensus.Record) error {
+// persist appends one Ready's records as one WAL record and syncs it,
+// unless syncOptional says nothing depends on them being durable yet (a
+// later sync covers them). Once a checkpoint is durable, the WAL records
+// before it are released.
+func (w *walLog) persist(recs []consensus.Record, syncOptional bool) error {
 	if len(recs) == 0 {
 		return nil
 	}
@@ -80,7 +82,13 @@ func (w *walLog) persist(recs []consensus.Record) error {
 		w.buf = binary.AppendUvarint(w.buf, uint64(len(w.enc)))
 		w.buf = append(w.buf, w.enc...)
 	}
-	index, err := w.log.AppendSync(wal.Record{Type: walRecordBatch, Data: w.buf})
+	var index uint64
+	var err error
+	if syncOptional && !checkpoint {
+		index, err = w.log.Append(wal.Record{Type: walRecordBatch, Data: w.buf})
+	} else {
+		index, err = w.log.AppendSync(wal.Record{Type: walRecordBatch, Data: w.buf})
+	}
 	if cap(w.buf) > 4<<20 {
 		w.buf, w.enc = nil, nil // do not keep a huge buffer
 	}

@@ -1054,6 +1054,9 @@ func (r *Raft) Ready() consensus.Ready {
 		r.unstable = last + 1
 		r.persisted = hs
 	} else if r.unstable <= last || hs != r.persisted {
+		// Only the commit index changed: nothing acknowledges it, and a
+		// restarted node learns it again, so it need not be synced.
+		rd.SyncOptional = r.unstable > last && hs.Term == r.persisted.Term && hs.Vote == r.persisted.Vote
 		recs := make([]consensus.Record, 0, 2)
 		if r.unstable <= last {
 			recs = append(recs, Append{Index: r.unstable, Entries: r.log.slice(r.unstable, last+1)})

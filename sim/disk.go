@@ -145,7 +145,7 @@ func (w *world) openLog(n *node) ([]consensus.Record, error) {
 // syncs it, unless the node is armed to crash in between. It reports
 // whether the records are durable; if not, the node has crashed. Once a
 // checkpoint is durable, the WAL records before it are released.
-func (w *world) persist(n *node, recs []consensus.Record) bool {
+func (w *world) persist(n *node, recs []consensus.Record, syncOptional bool) bool {
 	if len(recs) == 0 {
 		return true
 	}
@@ -177,6 +177,10 @@ func (w *world) persist(n *node, recs []consensus.Record) bool {
 		w.crash(n)
 		w.scheduleRestart(n)
 		return false
+	}
+	if syncOptional && !checkpoint {
+		// Written, not yet durable: a later sync or a crash decides.
+		return true
 	}
 	if err := d.log.Sync(); err != nil {
 		w.diskFailure(n, err)

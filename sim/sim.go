@@ -371,7 +371,7 @@ func (w *world) process(n *node) {
 		var sendAt int64
 		if n.disk != nil {
 			n.disk.slowUnits = 0
-			if !w.persist(n, rd.Persist) {
+			if !w.persist(n, rd.Persist, rd.SyncOptional) {
 				return // the node crashed
 			}
 			sendAt = n.disk.slowUnits

@@ -31,9 +31,11 @@ const formatVersion = 1
 
 // Options configures a Store.
 type Options struct {
-	// NoSync skips the fsync that makes each ApplyBatch durable. Only for
-	// tests and benchmarks: after a machine crash a NoSync store may lose
-	// applied batches (never tear one).
+	// NoSync skips the fsync that makes each ApplyBatch durable: after a
+	// machine crash the store may have lost its most recent applied
+	// batches (never torn one). Safe when the entries are durable
+	// elsewhere and the host replays those after AppliedIndex on restart,
+	// as a node does from its write-ahead log.
 	NoSync bool
 	// Logf receives the store engine's error messages (background
 	// compaction or flush failures). If nil they go to standard error.

@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/synod-io/synod/consensus"
+	"github.com/synod-io/synod/paxos"
 	"github.com/synod-io/synod/raft"
 )
 
@@ -34,9 +35,27 @@ func Raft(adjust ...func(*raft.Config)) Protocol {
 	}
 }
 
+// MultiPaxos returns the Multi-Paxos protocol with its default
+// configuration, changed by each of adjust in turn.
+func MultiPaxos(adjust ...func(*paxos.Config)) Protocol {
+	return Protocol{
+		Name: "multipaxos",
+		New: func(nc NodeConfig) (consensus.Replica, error) {
+			cfg := paxos.DefaultConfig(nc.ID, nc.Peers, nc.Rand)
+			cfg.Snapshots = nc.Snapshots
+			for _, f := range adjust {
+				f(&cfg)
+			}
+			return paxos.New(cfg, nc.Durable)
+		},
+		Codec: paxos.Codec,
+	}
+}
+
 // protocols are the protocols the simulator can run by name.
 var protocols = map[string]func() Protocol{
-	"raft": func() Protocol { return Raft() },
+	"raft":       func() Protocol { return Raft() },
+	"multipaxos": func() Protocol { return MultiPaxos() },
 }
 
 // ProtocolNames lists the protocols ProtocolByName knows, sorted.

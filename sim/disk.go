@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 
 	"github.com/synod-io/synod/consensus"
+	"github.com/synod-io/synod/storage/durable"
 	"github.com/synod-io/synod/storage/vfs"
 	"github.com/synod-io/synod/storage/wal"
 )
@@ -52,15 +53,12 @@ type DiskConfig struct {
 	SnapshotChunkBytes int
 }
 
-// walRecordBatch is the WAL record type holding one Ready's records.
-const walRecordBatch = 1
-
 // disk is one node's simulated disk and its open write-ahead log.
 type disk struct {
 	fs *vfs.MemFS
 	// cfs wraps fs to cut the power at an exact operation.
 	cfs *crashFS
-	log *wal.Log // nil while the node is down
+	log *durable.Log // nil while the node is down
 	rng *rand.Rand
 	// faulty marks a node with failing media.
 	faulty bool
@@ -101,40 +99,11 @@ func (w *world) setDiskFaults(d *disk) {
 
 // openLog recovers the node's WAL after a start or crash and returns the
 // records it holds, decoded. An error means the node cannot trust its disk
-// and must not start.
+// and must not start (or, for an injected fault, must try again later).
 func (w *world) openLog(n *node) ([]consensus.Record, error) {
 	d := n.disk
-	l, err := wal.Open(d.cfs, walDir, wal.Options{SegmentBytes: w.cfg.Disk.SegmentBytes})
+	l, recs, err := durable.Open(d.cfs, walDir, wal.Options{SegmentBytes: w.cfg.Disk.SegmentBytes}, w.cfg.Protocol.Codec)
 	if err != nil {
-		return nil, err
-	}
-	var recs []consensus.Record
-	codec := w.cfg.Protocol.Codec
-	err = l.Replay(l.FirstIndex(), func(index uint64, rec wal.Record) error {
-		if rec.Type != walRecordBatch {
-			return fmt.Errorf("WAL record %d has unknown type %d", index, rec.Type)
-		}
-		dec := consensus.NewDecoder(rec.Data)
-		count := dec.Count(1, 1<<20)
-		for range count {
-			data := dec.Bytes()
-			if dec.Err() != nil {
-				break
-			}
-			r, err := codec.DecodeRecord(data)
-			if err != nil {
-				return fmt.Errorf("WAL record %d: %w", index, err)
-			}
-			recs = append(recs, r)
-		}
-		dec.End()
-		if err := dec.Err(); err != nil {
-			return fmt.Errorf("WAL record %d: %w", index, err)
-		}
-		return nil
-	})
-	if err != nil {
-		_ = l.Close()
 		return nil, err
 	}
 	d.log = l
@@ -142,32 +111,15 @@ func (w *world) openLog(n *node) ([]consensus.Record, error) {
 }
 
 // persist writes one Ready's records to the WAL as one atomic batch and
-// syncs it, unless the node is armed to crash in between. It reports
-// whether the records are durable; if not, the node has crashed. Once a
-// checkpoint is durable, the WAL records before it are released.
+// syncs it (unless the replica marked them SyncOptional, or the node is
+// armed to crash in between). It reports whether the node is still up.
+// Once a checkpoint is durable, the WAL records before it are released.
 func (w *world) persist(n *node, recs []consensus.Record, syncOptional bool) bool {
 	if len(recs) == 0 {
 		return true
 	}
 	d := n.disk
-	codec := w.cfg.Protocol.Codec
-	buf := make([]byte, 0, 64)
-	var enc []byte
-	buf = appendUvarint(buf, uint64(len(recs)))
-	checkpoint := false
-	for _, r := range recs {
-		if _, ok := r.(consensus.Checkpoint); ok {
-			checkpoint = true
-		}
-		var err error
-		enc, err = codec.AppendRecord(enc[:0], r)
-		if err != nil {
-			panic(fmt.Sprintf("sim: node %d cannot encode its record %T: %v", n.id, r, err))
-		}
-		buf = appendUvarint(buf, uint64(len(enc)))
-		buf = append(buf, enc...)
-	}
-	index, err := d.log.Append(wal.Record{Type: walRecordBatch, Data: buf})
+	index, checkpoint, err := d.log.Write(recs)
 	if err != nil {
 		w.diskFailure(n, err)
 		return false
@@ -182,15 +134,9 @@ func (w *world) persist(n *node, recs []consensus.Record, syncOptional bool) boo
 		// Written, not yet durable: a later sync or a crash decides.
 		return true
 	}
-	if err := d.log.Sync(); err != nil {
+	if err := d.log.Commit(index, checkpoint); err != nil {
 		w.diskFailure(n, err)
 		return false
-	}
-	if checkpoint {
-		if err := d.log.ReleasePrefix(index); err != nil {
-			w.diskFailure(n, err)
-			return false
-		}
 	}
 	return true
 }
@@ -264,12 +210,4 @@ func (w *world) powerLost(n *node) bool {
 	}
 	w.diskFailure(n, errPowerLoss)
 	return true
-}
-
-func appendUvarint(buf []byte, v uint64) []byte {
-	for v >= 0x80 {
-		buf = append(buf, byte(v)|0x80)
-		v >>= 7
-	}
-	return append(buf, byte(v))
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/synod-io/synod/consensus"
 	"github.com/synod-io/synod/kv"
 	"github.com/synod-io/synod/sim/check"
+	"github.com/synod-io/synod/storage/durable"
 	"github.com/synod-io/synod/storage/snap"
 	"github.com/synod-io/synod/storage/vfs"
 )
@@ -248,7 +249,7 @@ func (w *world) start(n *node) error {
 		if err != nil {
 			return refuse(err)
 		}
-		n.snaps = &nodeSnapshots{store: ss, peers: w.peers}
+		n.snaps = &nodeSnapshots{durable.NewSnapshots(ss, w.peers)}
 		// The newest checkpoint names the snapshot the log builds on; the
 		// state machine starts from it.
 		var base uint64

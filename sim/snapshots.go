@@ -3,11 +3,11 @@ package sim
 import (
 	"bytes"
 	"fmt"
-	"io"
 	"slices"
 
 	"github.com/synod-io/synod/consensus"
 	"github.com/synod-io/synod/kv"
+	"github.com/synod-io/synod/storage/durable"
 	"github.com/synod-io/synod/storage/snap"
 )
 
@@ -17,107 +17,16 @@ const snapDir = "snap"
 // nodeSnapshots is a node's snapshot store as its replica sees it
 // (consensus.SnapshotStore), on the node's simulated disk.
 type nodeSnapshots struct {
-	store *snap.Store
-	peers []consensus.NodeID
-	// src is the snapshot being read for sending, kept open between chunks.
-	src      *snap.Source
-	srcIndex uint64
-	// recv is the transfer being received, if any.
-	recv *snap.Receiver
-}
-
-func (s *nodeSnapshots) Newest() (consensus.SnapshotMeta, bool) {
-	infos, err := s.store.List()
-	if err != nil || len(infos) == 0 {
-		return consensus.SnapshotMeta{}, false
-	}
-	in := infos[len(infos)-1]
-	return consensus.SnapshotMeta{Index: in.Index, Term: in.Term, Voters: slices.Clone(s.peers)}, true
-}
-
-func (s *nodeSnapshots) ReadChunk(index uint64, offset int64, max int) ([]byte, bool, error) {
-	if s.src == nil || s.srcIndex != index {
-		s.closeSource()
-		infos, err := s.store.List()
-		if err != nil {
-			return nil, false, err
-		}
-		name := ""
-		for _, in := range infos {
-			if in.Index == index {
-				name = in.Name
-			}
-		}
-		if name == "" {
-			return nil, false, fmt.Errorf("sim: snapshot %d is no longer stored", index)
-		}
-		if s.src, err = s.store.OpenSource(name); err != nil {
-			return nil, false, err
-		}
-		s.srcIndex = index
-	}
-	c, err := s.src.ReadChunk(offset, make([]byte, max))
-	if err != nil {
-		s.closeSource()
-		return nil, false, err
-	}
-	return c.Data, c.Done, nil
-}
-
-func (s *nodeSnapshots) closeSource() {
-	if s.src != nil {
-		_ = s.src.Close()
-		s.src = nil
-	}
-}
-
-func (s *nodeSnapshots) ReceiveChunk(meta consensus.SnapshotMeta, offset int64, data []byte, last bool) error {
-	if offset == 0 || s.recv == nil {
-		if s.recv != nil {
-			_ = s.recv.Abort()
-		}
-		var err error
-		if s.recv, err = s.store.NewReceiver(); err != nil {
-			s.recv = nil
-			return err
-		}
-	}
-	info, err := s.recv.Accept(snap.Chunk{Offset: offset, Data: data, Done: last})
-	if err != nil {
-		return err
-	}
-	if last {
-		s.recv = nil
-		if info.Index != meta.Index || info.Term != meta.Term {
-			return fmt.Errorf("sim: received snapshot %d/%d, but the leader sent %d/%d", info.Index, info.Term, meta.Index, meta.Term)
-		}
-		_ = s.store.GC()
-	}
-	return nil
+	*durable.Snapshots
 }
 
 // loadState reads the stored snapshot at index into a fresh state machine.
 func (s *nodeSnapshots) loadState(index uint64) (*kv.Store, error) {
-	infos, err := s.store.List()
+	data, err := s.ReadAll(index)
 	if err != nil {
 		return nil, err
 	}
-	for _, in := range infos {
-		if in.Index != index {
-			continue
-		}
-		r, err := s.store.Open(in.Name)
-		if err != nil {
-			return nil, err
-		}
-		data, err := io.ReadAll(r)
-		_ = r.Close()
-		if err != nil {
-			return nil, err
-		}
-		return kv.Restore(data)
-	}
-	return nil, fmt.Errorf("snapshot %d is missing", index)
+	return kv.Restore(data)
 }
 
 // takeSnapshot saves the node's state machine and lets its replica compact
@@ -136,11 +45,11 @@ func (w *world) takeSnapshot(n *node) {
 	}
 	data := n.store.Snapshot()
 	w.noteSnapshotHash(n, meta.Index, n.store.Hash())
-	if _, err := n.snaps.store.Save(snap.Meta{Index: meta.Index, Term: meta.Term, Voters: meta.Voters}, bytes.NewReader(data)); err != nil {
+	if _, err := n.snaps.Store().Save(snap.Meta{Index: meta.Index, Term: meta.Term, Voters: meta.Voters}, bytes.NewReader(data)); err != nil {
 		w.diskFailure(n, fmt.Errorf("saving snapshot %d: %w", meta.Index, err))
 		return
 	}
-	_ = n.snaps.store.GC()
+	_ = n.snaps.Store().GC()
 	if err := c.Compact(meta); err != nil {
 		w.violate(checkViolation(w, "snapshot", fmt.Sprintf("node %d: Compact(%d) refused: %v", n.id, meta.Index, err)))
 		return

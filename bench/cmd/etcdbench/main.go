@@ -46,11 +46,13 @@ type flags struct {
 	valSize    int
 	target     string
 	systems    string
-	workloads  string
-	dir        string
-	cache      string
-	keep       bool
-	runTimeout time.Duration
+	// synodProtocol is passed to synod serve through SYNOD_PROTOCOL.
+	synodProtocol string
+	workloads     string
+	dir           string
+	cache         string
+	keep          bool
+	runTimeout    time.Duration
 }
 
 func main() {
@@ -66,6 +68,7 @@ func main() {
 	flag.IntVar(&f.valSize, "val-size", 256, "value size in bytes")
 	flag.StringVar(&f.target, "target", "leader", "where requests go: leader, or all (every member, connections spread round-robin)")
 	flag.StringVar(&f.systems, "systems", "etcd,synod", "systems to run")
+	flag.StringVar(&f.synodProtocol, "synod-protocol", "raft", "replication protocol of the synod cluster (raft, multipaxos)")
 	flag.StringVar(&f.workloads, "workloads", "put1,put,range", "workloads to run")
 	flag.StringVar(&f.dir, "dir", "", "directory for data and logs (default: a new temporary directory, removed afterwards)")
 	flag.StringVar(&f.cache, "cache", filepath.Join(cache, "synod-bench"), "where the etcd server and benchmark tool binaries are built")
@@ -123,6 +126,11 @@ func run(f flags, w io.Writer) (err error) {
 		return err
 	}
 	bins := map[etcd.System]string{etcd.Etcd: etcdBin, etcd.Synod: synodBin}
+	// synod serve reads every flag from a SYNOD_* variable too; the member
+	// processes inherit it.
+	if err := os.Setenv("SYNOD_PROTOCOL", f.synodProtocol); err != nil {
+		return err
+	}
 
 	var systems []etcd.System
 	for _, s := range strings.Split(f.systems, ",") {

@@ -8,7 +8,11 @@
 // module proxy into a cache directory outside the repository. Both are
 // skipped under -short.
 //
-//	go test ./e2e                                # both, about a minute
+//	go test ./e2e                                # all, about a minute and a half
 //	go test ./e2e -run Fault -e2e.duration 2m    # a longer fault run
 //	go test ./e2e -run Fault -v -e2e.seed 42     # replay a kill schedule
+//	go test ./e2e -run 'Restart$' -e2e.protocol multipaxos  # the full fault run with Multi-Paxos
+//
+// The fault test runs -e2e.protocol (raft by default); a shorter variant
+// with Multi-Paxos members runs by default too.
 package e2e

@@ -27,6 +27,7 @@ var (
 	faultSeed      = flag.Uint64("e2e.seed", 0, "fault test: seed of the workload and kill schedule (0: from the clock)")
 	faultOpTimeout = flag.Duration("e2e.op-timeout", 2*time.Second, "fault test: timeout of one client operation")
 	faultCheckMax  = flag.Duration("e2e.check-timeout", 60*time.Second, "fault test: bound on the linearizability check")
+	faultProtocol  = flag.String("e2e.protocol", "raft", "fault test: replication protocol the members run (synod serve --protocol)")
 )
 
 // Bounds of the fault test.
@@ -41,6 +42,9 @@ const (
 	faultRecoverMax = 5 * time.Second
 	// faultFinalAttempts bounds the retries of each final read.
 	faultFinalAttempts = 20
+	// faultShortDuration is the workload of the short variants that run
+	// protocols other than -e2e.protocol by default.
+	faultShortDuration = 10 * time.Second
 )
 
 // faultRun is the shared state of one fault test.
@@ -70,20 +74,41 @@ type killEvent struct {
 // restarts it from its data directory, then checks that the history is
 // linearizable, that no acknowledged write was lost (final linearizable
 // reads are part of the checked history, and are also checked directly),
-// and that every member converged to the same values.
+// and that every member converged to the same values. The members run
+// -e2e.protocol (raft by default) for -e2e.duration.
 func TestFaultKillRestart(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts real processes for ~30s; skipped with -short")
 	}
+	runFault(t, *faultProtocol, *faultDuration)
+}
+
+// TestFaultKillRestartMultiPaxos is a short run of the fault test with
+// Multi-Paxos members, so that the default "go test ./e2e" covers it too
+// (-e2e.protocol multipaxos runs the full-length one).
+func TestFaultKillRestartMultiPaxos(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts real processes for ~15s; skipped with -short")
+	}
+	if *faultProtocol == "multipaxos" {
+		t.Skip("-e2e.protocol multipaxos: TestFaultKillRestart runs it")
+	}
+	runFault(t, "multipaxos", min(*faultDuration, faultShortDuration))
+}
+
+// runFault is the fault test, with members running protocol, for a
+// workload of duration.
+func runFault(t *testing.T, protocol string, duration time.Duration) {
+	t.Logf("protocol %s, workload %v", protocol, duration)
 	seed := *faultSeed
 	if seed == 0 {
 		seed = uint64(time.Now().UnixNano())
 	}
 	t.Logf("seed %d (replay the kill schedule and workload choices with -e2e.seed %d)", seed, seed)
-	if *faultClients < 1 || *faultKeys < 1 || *faultDuration <= 0 || *faultKillEvery <= 0 {
+	if *faultClients < 1 || *faultKeys < 1 || duration <= 0 || *faultKillEvery <= 0 {
 		t.Fatal("e2e.clients, e2e.keys, e2e.duration and e2e.kill-every must be positive")
 	}
-	c := newCluster(t, faultMembers)
+	c := newCluster(t, faultMembers, "--protocol", protocol)
 	eps := c.endpoints()
 
 	r := &faultRun{start: time.Now(), history: make([][]check.KVOperation, *faultClients)}
@@ -106,7 +131,7 @@ func TestFaultKillRestart(t *testing.T) {
 	// The fault schedule runs in this goroutine until the workload's time
 	// is up; every wait in it is bounded.
 	rng := rand.New(rand.NewPCG(seed, 0))
-	end := r.start.Add(*faultDuration)
+	end := r.start.Add(duration)
 	var kills []killEvent
 	var faultErr error
 	for len(kills) < faultKillsMax {

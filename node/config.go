@@ -5,13 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/url"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/synod-io/synod/consensus"
-	"github.com/synod-io/synod/raft"
 	"github.com/synod-io/synod/storage/wal"
 	"github.com/synod-io/synod/transport"
 )
@@ -23,7 +24,8 @@ const (
 	// leader starts an election after 500 ms to 1 s, and a leader
 	// heartbeats every HeartbeatTicks (1) tick: 50 ms.
 	TickIntervalDefault = 50 * time.Millisecond
-	// ElectionTicksDefault and HeartbeatTicksDefault are raft's defaults.
+	// ElectionTicksDefault and HeartbeatTicksDefault are the protocols'
+	// defaults.
 	ElectionTicksDefault  = 10
 	HeartbeatTicksDefault = 1
 	// SnapshotEntriesDefault asks for a snapshot every that many applied
@@ -51,8 +53,8 @@ const (
 	ProposalBatchMaxDefault = 512
 	ProposalBatchBytesMax   = 8 << 20
 	// InboundBatchMax is how many peer messages one loop iteration steps
-	// before handling a Ready; it bounds one Ready's records (each append
-	// carries at most raft's MsgBytesMax of entries).
+	// before handling a Ready; it bounds one Ready's records (each message
+	// carries at most about MessageBytesMax).
 	InboundBatchMax = 16
 	// RequestTimeoutDefault bounds a Propose or Read whose context has no
 	// deadline.
@@ -66,10 +68,14 @@ const (
 	QueueMaxLimit     = 1 << 20
 	ElectionTicksMax  = 1000
 	RequestTimeoutMax = 10 * time.Minute
+	// SnapshotEntriesMax bounds Config.SnapshotEntries and
+	// SnapshotRetainEntriesMax Config.SnapshotRetainEntries.
+	SnapshotEntriesMax       = 1 << 30
+	SnapshotRetainEntriesMax = 1 << 24
+	// SnapshotChunkBytesMax bounds Config.SnapshotChunkBytes: one chunk
+	// travels in one message.
+	SnapshotChunkBytesMax = payloadBytesMax
 )
-
-// Protocols lists the protocols a node can run.
-var Protocols = []string{"raft"}
 
 // Peer is one member of the cluster, as the node's configuration names it.
 type Peer struct {
@@ -99,7 +105,9 @@ type Config struct {
 	DataDir string
 	// Peers lists every member, this one included.
 	Peers []Peer
-	// Protocol names the replication protocol; "raft" is the only one.
+	// Protocol names the replication protocol: one of Protocols ("raft",
+	// the default, or "multipaxos"). It is recorded in the data directory,
+	// and a directory holding one protocol's state is refused to another.
 	Protocol string
 
 	// TickInterval is the length of one tick; ElectionTicks and
@@ -202,15 +210,12 @@ func (c Config) Validate() error {
 	if c.DataDir == "" {
 		return errors.New("node: Config.DataDir is empty")
 	}
-	known := false
-	for _, p := range Protocols {
-		known = known || p == c.Protocol
+	proto, err := lookupProtocol(c.Protocol)
+	if err != nil {
+		return err
 	}
-	if !known {
-		return fmt.Errorf("node: Config.Protocol %q is not supported; this build runs %v", c.Protocol, Protocols)
-	}
-	if len(c.Peers) == 0 || len(c.Peers) > raft.PeersMax {
-		return fmt.Errorf("node: Config.Peers lists %d members; allowed 1..%d", len(c.Peers), raft.PeersMax)
+	if len(c.Peers) == 0 || len(c.Peers) > proto.peersMax {
+		return fmt.Errorf("node: Config.Peers lists %d members; %s allows 1..%d", len(c.Peers), c.Protocol, proto.peersMax)
 	}
 	self := false
 	ids := map[consensus.NodeID]string{}
@@ -264,14 +269,14 @@ func (c Config) Validate() error {
 			}
 		}
 	}
-	if c.SnapshotEntries < 1 || c.SnapshotEntries > raft.SnapshotEntriesMaxLimit {
-		return fmt.Errorf("node: Config.SnapshotEntries is %d; allowed 1..%d", c.SnapshotEntries, raft.SnapshotEntriesMaxLimit)
+	if c.SnapshotEntries < 1 || c.SnapshotEntries > SnapshotEntriesMax {
+		return fmt.Errorf("node: Config.SnapshotEntries is %d; allowed 1..%d", c.SnapshotEntries, SnapshotEntriesMax)
 	}
-	if c.SnapshotRetainEntries < 0 || c.SnapshotRetainEntries > raft.CompactionRetainEntriesMax {
-		return fmt.Errorf("node: Config.SnapshotRetainEntries is %d; allowed 0..%d", c.SnapshotRetainEntries, raft.CompactionRetainEntriesMax)
+	if c.SnapshotRetainEntries < 0 || c.SnapshotRetainEntries > SnapshotRetainEntriesMax {
+		return fmt.Errorf("node: Config.SnapshotRetainEntries is %d; allowed 0..%d", c.SnapshotRetainEntries, SnapshotRetainEntriesMax)
 	}
-	if c.SnapshotChunkBytes < 1 || c.SnapshotChunkBytes > raft.SnapshotChunkBytesMax {
-		return fmt.Errorf("node: Config.SnapshotChunkBytes is %d; allowed 1..%d", c.SnapshotChunkBytes, raft.SnapshotChunkBytesMax)
+	if c.SnapshotChunkBytes < 1 || c.SnapshotChunkBytes > SnapshotChunkBytesMax {
+		return fmt.Errorf("node: Config.SnapshotChunkBytes is %d; allowed 1..%d", c.SnapshotChunkBytes, SnapshotChunkBytesMax)
 	}
 	if c.WALSegmentBytes < wal.SegmentBytesMin || c.WALSegmentBytes > wal.SegmentBytesMax {
 		return fmt.Errorf("node: Config.WALSegmentBytes is %d; allowed %d..%d", c.WALSegmentBytes, wal.SegmentBytesMin, wal.SegmentBytesMax)
@@ -296,7 +301,31 @@ func (c Config) Validate() error {
 	if c.WatchHistoryBytes < 1 || c.WatchHistoryBytes > WatchHistoryBytesMax {
 		return fmt.Errorf("node: Config.WatchHistoryBytes is %d; allowed 1..%d", c.WatchHistoryBytes, int64(WatchHistoryBytesMax))
 	}
+	// Last, the protocol's own limits on what the node hands it.
+	s := c.replicaSettings(rand.New(rand.NewPCG(0, 0)), consensus.DiscardLogger, nil)
+	if err := proto.config(&s).Validate(); err != nil {
+		return fmt.Errorf("node: the settings do not suit %s: %w", c.Protocol, err)
+	}
 	return nil
+}
+
+// replicaSettings resolves what the protocol's constructor needs from c
+// (after defaults), with the node's source of randomness, its logger for
+// the replica and its snapshot store.
+func (c *Config) replicaSettings(r consensus.Rand, l consensus.Logger, snaps consensus.SnapshotStore) replicaSettings {
+	peers := make([]consensus.NodeID, 0, len(c.Peers))
+	for _, p := range c.Peers {
+		peers = append(peers, p.ID)
+	}
+	slices.Sort(peers)
+	return replicaSettings{
+		ID: c.ID, Peers: peers, Rand: r, Logger: l,
+		ElectionTicks: c.ElectionTicks, HeartbeatTicks: c.HeartbeatTicks,
+		Snapshots:       snaps,
+		SnapshotEntries: c.SnapshotEntries, SnapshotRetainEntries: c.SnapshotRetainEntries,
+		SnapshotChunkBytes: c.SnapshotChunkBytes,
+		PayloadBytesMax:    payloadBytesMax,
+	}
 }
 
 // Data directory layout.

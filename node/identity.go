@@ -62,7 +62,9 @@ func checkIdentity(cfg *Config) (fresh bool, err error) {
 			ErrIdentityMismatch, cfg.DataDir, got.MemberID, got.Name, got.ClusterID, want.MemberID, want.Name, want.ClusterID)
 	}
 	if got.Protocol != want.Protocol {
-		return false, fmt.Errorf("%w: %s holds %s state, but the node was asked to run %s", ErrIdentityMismatch, cfg.DataDir, got.Protocol, want.Protocol)
+		return false, fmt.Errorf("%w: %s holds the state of a %s member, but this member was started with protocol %s; "+
+			"a data directory cannot change protocol: start it with protocol %s, or use an empty data directory",
+			ErrIdentityMismatch, cfg.DataDir, got.Protocol, want.Protocol, got.Protocol)
 	}
 	if got.Name != want.Name {
 		return false, fmt.Errorf("%w: %s belongs to the member named %q, but this member is named %q", ErrIdentityMismatch, cfg.DataDir, got.Name, want.Name)

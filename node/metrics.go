@@ -24,13 +24,6 @@ const (
 	latencyBucketMin = 100 * time.Microsecond
 )
 
-// heartbeatType and heartbeatRespType are the message types whose round
-// trip approximates a peer's round-trip time.
-const (
-	heartbeatType     = "raft.Heartbeat"
-	heartbeatRespType = "raft.HeartbeatResp"
-)
-
 // rttPendingMax is how long a heartbeat waits for its response before it
 // no longer counts (the heartbeat or its response was lost).
 const rttPendingMax = 5 * time.Second
@@ -58,7 +51,8 @@ type Metrics struct {
 	// receiving its response, as the node's loop sees them: it includes
 	// the transport's queueing and the loop's, so it is an upper bound on
 	// the network round trip. Only a leader sends heartbeats; a follower's
-	// histograms stay as they were when it last led.
+	// histograms stay as they were when it last led. It stays empty for a
+	// protocol without a heartbeat and answer pair (see protocol.go).
 	PeerRoundTrip map[consensus.NodeID]Histogram
 	// Transport holds the peer transport's counters (bytes and messages
 	// sent and received per peer, drops, connections) when the node runs
@@ -115,6 +109,11 @@ type metrics struct {
 	leaderChanges      atomic.Uint64
 	walSync, apply     histogram
 
+	// heartbeat and heartbeatResp are the protocol's message types whose
+	// round trip approximates a peer's round-trip time; empty: none. Set
+	// before the loop starts.
+	heartbeat, heartbeatResp string
+
 	rttMu sync.Mutex
 	// rtt holds a histogram per peer heartbeated; rttSent the send time
 	// of the oldest heartbeat to each peer not yet answered.
@@ -162,9 +161,12 @@ func (m *metrics) statusChanged(prev, st consensus.Status) {
 
 // sent notes the heartbeats among msgs, about to be sent.
 func (m *metrics) sent(msgs []consensus.Message) {
+	if m.heartbeat == "" {
+		return
+	}
 	var now time.Time
 	for i := range msgs {
-		if msgs[i].Payload == nil || msgs[i].Payload.MessageType() != heartbeatType {
+		if msgs[i].Payload == nil || msgs[i].Payload.MessageType() != m.heartbeat {
 			continue
 		}
 		if now.IsZero() {
@@ -184,7 +186,7 @@ func (m *metrics) sent(msgs []consensus.Message) {
 
 // received observes a peer's round trip when msg answers a heartbeat.
 func (m *metrics) received(msg consensus.Message) {
-	if msg.Payload == nil || msg.Payload.MessageType() != heartbeatRespType {
+	if m.heartbeatResp == "" || msg.Payload == nil || msg.Payload.MessageType() != m.heartbeatResp {
 		return
 	}
 	m.rttMu.Lock()

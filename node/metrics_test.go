@@ -10,8 +10,14 @@ import (
 	"github.com/synod-io/synod/kv"
 )
 
+// TestMetrics runs for every protocol: each has a heartbeat and answer
+// pair whose round trip is measured.
 func TestMetrics(t *testing.T) {
-	c := newCluster(t, 3, nil)
+	forEachProtocol(t, testMetrics)
+}
+
+func testMetrics(t *testing.T, protocol string) {
+	c := newCluster(t, 3, withProtocol(protocol, nil))
 	l := c.leader()
 	for _, k := range []string{"a", "b", "c"} {
 		c.put(k, "v")

@@ -4,6 +4,11 @@
 // the simulator's host (sim/): one goroutine owns the replica and handles
 // each Ready in the contract's order, exactly as sim.process does.
 //
+// The node is generic over the replication protocol (Config.Protocol, one
+// of Protocols): a small table (protocol.go) maps each name to a
+// constructor of its consensus.Replica and to its record and message
+// codecs; the rest of the node uses only the consensus contract.
+//
 // # Data directory
 //
 //	<data-dir>/cluster   identity: cluster ID, member ID, name, protocol (JSON)
@@ -32,9 +37,10 @@
 //     waiting proposals get their results; read states whose index is
 //     applied release their reads;
 //  6. Advance;
-//  7. SnapshotWanted: the key-value store is streamed into a snapshot
-//     file at the applied index, old snapshots are collected, and the
-//     replica compacts its log; its next Ready persists a checkpoint,
+//  7. SnapshotWanted (asked only by a replica that implements
+//     consensus.Compactor): the key-value store is streamed into a
+//     snapshot file at the applied index, old snapshots are collected, and
+//     the replica compacts its log; its next Ready persists a checkpoint,
 //     after which the WAL's older records are released.
 //
 // On restart the WAL is replayed into the replica (from its newest
@@ -59,7 +65,6 @@ import (
 
 	"github.com/synod-io/synod/consensus"
 	"github.com/synod-io/synod/kv"
-	"github.com/synod-io/synod/raft"
 	"github.com/synod-io/synod/storage/kvstore"
 	"github.com/synod-io/synod/storage/snap"
 	"github.com/synod-io/synod/storage/vfs"
@@ -92,8 +97,11 @@ type Node struct {
 	voters   []consensus.NodeID
 	clientID uint64 // this incarnation's session client ID
 
+	// proto is the protocol the node runs (see protocol.go).
+	proto protocol
+
 	// Owned by the loop goroutine after Start.
-	replica *raft.Raft
+	replica consensus.Replica
 	wal     *walLog
 	snaps   *snapshots
 	kv      *kvstore.Store
@@ -161,6 +169,10 @@ func Start(cfg Config) (*Node, error) {
 	}
 	cfg = cfg.withDefaults()
 	cfg.Peers = slices.Clone(cfg.Peers)
+	proto, err := lookupProtocol(cfg.Protocol) // checked by Validate
+	if err != nil {
+		return nil, err
+	}
 	logger := cfg.Logger
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
@@ -169,6 +181,7 @@ func Start(cfg Config) (*Node, error) {
 	n := &Node{
 		cfg:      cfg,
 		log:      logger,
+		proto:    proto,
 		clientID: rand.Uint64() | 1,
 		waiting:  map[uint64]*proposal{},
 		reads:    map[uint64]*readRequest{},
@@ -179,6 +192,7 @@ func Start(cfg Config) (*Node, error) {
 		donec:    make(chan struct{}),
 		watch:    NewWatchHub(0, cfg.WatchHistoryEvents, cfg.WatchHistoryBytes),
 	}
+	n.metrics.heartbeat, n.metrics.heartbeatResp = proto.heartbeat, proto.heartbeatResp
 	for _, p := range cfg.Peers {
 		n.voters = append(n.voters, p.ID)
 	}
@@ -238,7 +252,7 @@ func (n *Node) open() error {
 		n.log.Info("snapshot received from the leader", "index", in.Index, "term", in.Term)
 	}}
 	var recs []consensus.Record
-	n.wal, recs, err = openWAL(cfg.path(walDirName), cfg.WALSegmentBytes, raft.Codec)
+	n.wal, recs, err = openWAL(cfg.path(walDirName), cfg.WALSegmentBytes, n.proto.records)
 	if err != nil {
 		return err
 	}
@@ -269,15 +283,9 @@ func (n *Node) open() error {
 			}
 		}
 	}
-	rcfg := raft.DefaultConfig(cfg.ID, slices.Clone(n.voters), rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())))
-	rcfg.ElectionTimeoutTicks = cfg.ElectionTicks
-	rcfg.HeartbeatTicks = cfg.HeartbeatTicks
-	rcfg.Snapshots = n.snaps
-	rcfg.SnapshotEntries = cfg.SnapshotEntries
-	rcfg.CompactionRetainEntries = cfg.SnapshotRetainEntries
-	rcfg.SnapshotChunkBytes = cfg.SnapshotChunkBytes
-	rcfg.Logger = slogLogger{n.log.With("component", "raft")}
-	n.replica, err = raft.New(rcfg, recs)
+	settings := cfg.replicaSettings(rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())),
+		slogLogger{n.log.With("component", cfg.Protocol)}, n.snaps)
+	n.replica, err = n.proto.config(&settings).newReplica(recs)
 	if err != nil {
 		return fmt.Errorf("node: rebuilding the replica from %s: %w", cfg.path(walDirName), err)
 	}
@@ -342,9 +350,11 @@ func (n *Node) grpcTransport(h transport.Handler) (transport.Transport, error) {
 		ID:        n.cfg.ID,
 		Peers:     peers,
 		Listener:  n.cfg.PeerListener,
-		Codec:     raft.MessageCodec,
-		Handler:   h,
-		Logger:    n.log.With("component", "transport"),
+		Codec:     n.proto.messages,
+		// The protocol keeps its messages within this (protocol.go).
+		MessageBytesMax: MessageBytesMax,
+		Handler:         h,
+		Logger:          n.log.With("component", "transport"),
 	})
 }
 
@@ -547,7 +557,10 @@ func (n *Node) serveReads() {
 // replica compact its log behind it. A failure is logged, not fatal: the
 // log just keeps growing until the next attempt.
 func (n *Node) snapshot() {
-	if n.applied == 0 {
+	// Only a replica that can compact its log behind a snapshot asks for
+	// one; a snapshot it cannot use would only take disk space.
+	compactor, ok := n.replica.(consensus.Compactor)
+	if !ok || n.applied == 0 {
 		return
 	}
 	if ai := n.kv.AppliedIndex(); ai != n.applied {
@@ -580,7 +593,7 @@ func (n *Node) snapshot() {
 		n.log.Warn("removing old snapshots failed", "err", err)
 	}
 	cm := consensus.SnapshotMeta{Index: meta.Index, Term: meta.Term, Voters: slices.Clone(n.voters)}
-	if err := n.replica.Compact(cm); err != nil {
+	if err := compactor.Compact(cm); err != nil {
 		n.log.Error("compaction refused", "index", meta.Index, "err", err)
 		return
 	}

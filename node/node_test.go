@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"os"
 	"path/filepath"
@@ -224,9 +225,50 @@ func (c *cluster) waitValue(i int, key, value string) {
 	c.t.Fatalf("node %d never read %s=%q (last: %s)", i+1, key, value, last)
 }
 
-func TestClusterProposeReadFailover(t *testing.T) {
-	c := newCluster(t, 3, nil)
+// forEachProtocol runs f as a subtest for each protocol the node runs.
+func forEachProtocol(t *testing.T, f func(t *testing.T, protocol string)) {
+	for _, p := range Protocols {
+		t.Run(p, func(t *testing.T) { f(t, p) })
+	}
+}
+
+// withProtocol returns a tune function that selects protocol, then applies
+// tune (if set).
+func withProtocol(protocol string, tune func(*Config)) func(*Config) {
+	return func(cfg *Config) {
+		cfg.Protocol = protocol
+		if tune != nil {
+			tune(cfg)
+		}
+	}
+}
+
+// compacts reports whether protocol's replica can compact its log behind a
+// snapshot (implements consensus.Compactor).
+func compacts(t *testing.T, protocol string) bool {
+	cfg := Config{ID: 1, Peers: []Peer{{ID: 1}}}.withDefaults()
+	s := cfg.replicaSettings(rand.New(rand.NewPCG(1, 1)), consensus.DiscardLogger, nil)
+	r, err := protocols[protocol].config(&s).newReplica(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, ok := r.(consensus.Compactor)
+	return ok
+}
+
+// TestCluster runs the cluster suite for every protocol: elect a leader,
+// propose, read linearizably (leader) and serializably (follower), stop the
+// leader and see another elected, restart the old one and see it catch up.
+func TestCluster(t *testing.T) {
+	forEachProtocol(t, testClusterProposeReadFailover)
+}
+
+func testClusterProposeReadFailover(t *testing.T, protocol string) {
+	c := newCluster(t, 3, withProtocol(protocol, nil))
 	l := c.leader()
+	if st := c.nodes[l].Status(); st.Protocol != protocol {
+		t.Errorf("status names protocol %q, want %q", st.Protocol, protocol)
+	}
 	ctx := ctxT(t)
 	res, err := c.nodes[l].Propose(ctx, kv.Put("a", "1"))
 	if err != nil {
@@ -270,7 +312,8 @@ func TestClusterProposeReadFailover(t *testing.T) {
 	c.start(old)
 	c.waitValue(old, "a", "3")
 	st := c.nodes[old].Status()
-	if st.Name != c.peers[old].Name || st.Revision < 4 || st.Replica.Applied < 4 {
+	// Three writes were applied (raft also applies a no-op per leader).
+	if st.Name != c.peers[old].Name || st.Revision < 4 || st.Replica.Applied < 3 {
 		t.Errorf("restarted node status: %+v", st)
 	}
 	if m := c.nodes[old].Members(); len(m) != 3 {
@@ -278,9 +321,14 @@ func TestClusterProposeReadFailover(t *testing.T) {
 	}
 }
 
-// TestGRPCTransport runs a cluster over the default transport (gRPC on
-// loopback), which the node builds itself from the peer URLs.
+// TestGRPCTransport runs a cluster of each protocol over the default
+// transport (gRPC on loopback, with the protocol's message codec), which
+// the node builds itself from the peer URLs.
 func TestGRPCTransport(t *testing.T) {
+	forEachProtocol(t, testGRPCTransport)
+}
+
+func testGRPCTransport(t *testing.T, protocol string) {
 	var lis []net.Listener
 	var peers []Peer
 	for i := range 3 {
@@ -293,7 +341,7 @@ func TestGRPCTransport(t *testing.T) {
 			PeerURLs: []string{"http://" + l.Addr().String()}})
 	}
 	root := t.TempDir()
-	c := &cluster{t: t, net: newMemNet(), peers: peers, nodes: make([]*Node, 3)}
+	c := &cluster{t: t, net: newMemNet(), peers: peers, nodes: make([]*Node, 3), tune: withProtocol(protocol, nil)}
 	t.Cleanup(c.stopAll)
 	for i := range 3 {
 		c.dirs = append(c.dirs, filepath.Join(root, peers[i].Name))
@@ -347,13 +395,22 @@ func TestConcurrentProposals(t *testing.T) {
 	}
 }
 
+// TestSnapshotCatchUp runs for every protocol whose replica compacts its
+// log (the others never ask for a snapshot).
 func TestSnapshotCatchUp(t *testing.T) {
-	c := newCluster(t, 3, func(cfg *Config) {
+	forEachProtocol(t, testSnapshotCatchUp)
+}
+
+func testSnapshotCatchUp(t *testing.T, protocol string) {
+	if !compacts(t, protocol) {
+		t.Skipf("%s does not compact its log (no consensus.Compactor)", protocol)
+	}
+	c := newCluster(t, 3, withProtocol(protocol, func(cfg *Config) {
 		cfg.SnapshotEntries = 20
 		cfg.SnapshotRetainEntries = 5
 		cfg.SnapshotChunkBytes = 512
 		cfg.WALSegmentBytes = 64 << 10
-	})
+	}))
 	l := c.leader()
 	lagging := (l + 1) % 3
 	c.stop(lagging)
@@ -415,6 +472,25 @@ func TestRefuseForeignDataDir(t *testing.T) {
 	}
 }
 
+// TestRefuseProtocolChange: a data directory records its protocol, and a
+// restart with another is refused, naming both.
+func TestRefuseProtocolChange(t *testing.T) {
+	c := newCluster(t, 1, withProtocol("multipaxos", nil))
+	c.leader()
+	c.put("a", "1")
+	c.stop(0)
+	cfg := c.config(0)
+	cfg.Protocol = "raft"
+	_, err := Start(cfg)
+	if !errors.Is(err, ErrIdentityMismatch) || !strings.Contains(err.Error(), "multipaxos member") ||
+		!strings.Contains(err.Error(), "started with protocol raft") {
+		t.Fatalf("restart of a multipaxos member as raft: %v", err)
+	}
+	t.Logf("refused as expected: %v", err)
+	c.start(0) // the right protocol still starts
+	c.waitValue(0, "a", "1")
+}
+
 func TestCorruptWALRefused(t *testing.T) {
 	c := newCluster(t, 1, func(cfg *Config) { cfg.WALSegmentBytes = wal.SegmentBytesMin })
 	c.leader()
@@ -447,12 +523,20 @@ func TestConfigValidate(t *testing.T) {
 	if err := good.Validate(); err != nil {
 		t.Fatal(err)
 	}
+	for _, p := range Protocols {
+		cfg := good
+		cfg.Protocol = p
+		if err := cfg.Validate(); err != nil {
+			t.Errorf("protocol %s: %v", p, err)
+		}
+	}
 	for _, tc := range []struct {
 		mut  func(*Config)
 		want string
 	}{
 		{func(c *Config) { c.Transport, c.Peers[0].PeerURLs = nil, []string{"https://h:1"} }, "with peer TLS off the URLs must be http://"},
-		{func(c *Config) { c.Protocol = "paxos" }, `Protocol "paxos" is not supported`},
+		{func(c *Config) { c.Protocol = "paxos" }, `Protocol "paxos" is not supported; this build runs multipaxos, raft`},
+		{func(c *Config) { c.SnapshotChunkBytes = MessageBytesMax }, "SnapshotChunkBytes"},
 		{func(c *Config) { c.ID = 0 }, "ID must not be 0"},
 		{func(c *Config) { c.Peers = []Peer{{ID: 2, Name: "b"}} }, "does not include this member"},
 		{func(c *Config) { c.Peers = append(c.Peers, Peer{ID: 1, Name: "b"}) }, "twice"},

@@ -28,6 +28,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
 
+	"github.com/synod-io/synod/node"
 	"github.com/synod-io/synod/sim/check"
 )
 
@@ -50,6 +51,7 @@ const (
 )
 
 type demoFlags struct {
+	protocol   string
 	nodes      int
 	duration   time.Duration
 	clients    int
@@ -74,6 +76,8 @@ up. Then print a summary (operations, throughput, latency percentiles,
 leader changes, time to recover) and check the recorded history for
 linearizability with porcupine.
 
+The members replicate with --protocol: raft (the default) or multipaxos.
+
 The cluster and its directory are removed at the end, and on Ctrl-C. With
 --keep the cluster keeps running after the workload, and the command prints
 its endpoints and etcdctl commands to try.
@@ -82,11 +86,13 @@ The exit code is 1 if the history is not linearizable or the cluster did not
 recover.`,
 		Example: `  synod demo
   synod demo --nodes 5 --clients 16 --duration 30s
+  synod demo --protocol multipaxos
   synod demo --keep`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runDemo(cmd, f) },
 	}
 	fl := cmd.Flags()
+	fl.StringVar(&f.protocol, "protocol", "raft", "replication protocol the members run: "+strings.Join(node.Protocols, " or "))
 	fl.IntVar(&f.nodes, "nodes", 3, "cluster size")
 	fl.DurationVar(&f.duration, "duration", 10*time.Second, "how long the workload runs")
 	fl.IntVar(&f.clients, "clients", 4, "concurrent clients")
@@ -100,6 +106,8 @@ recover.`,
 
 func (f *demoFlags) validate() error {
 	switch {
+	case !slices.Contains(node.Protocols, f.protocol):
+		return fmt.Errorf("--protocol %q is not supported; choose one of %s", f.protocol, strings.Join(node.Protocols, ", "))
 	case f.nodes < 1 || f.nodes > demoNodesMax:
 		return fmt.Errorf("--nodes %d: allowed 1..%d", f.nodes, demoNodesMax)
 	case f.nodes < 3 && !f.noKill:
@@ -209,7 +217,7 @@ func runDemo(cmd *cobra.Command, f *demoFlags) (err error) {
 	if err := d.setup(); err != nil {
 		return err
 	}
-	d.printf("synod demo: %d members (raft), %d clients, %d keys, %v\n", f.nodes, f.clients, f.keys, f.duration)
+	d.printf("synod demo: %d members (%s), %d clients, %d keys, %v\n", f.nodes, f.protocol, f.clients, f.keys, f.duration)
 	for _, m := range d.members {
 		d.printf("  %-4s client %s  peer %s\n", m.name, m.clientURL, m.peerURL)
 	}
@@ -282,6 +290,7 @@ func (d *demo) setup() error {
 			"--initial-cluster", strings.Join(cluster, ","),
 			"--initial-cluster-clients", strings.Join(clients, ","),
 			"--initial-cluster-token", d.token,
+			"--protocol", d.f.protocol,
 			"--log-format", "text",
 			"--log-level", d.f.logLevel,
 		}
@@ -887,6 +896,7 @@ func (d *demo) report(elapsed time.Duration, killed bool, recovered time.Duratio
 	ok := d.ops.Load()
 	w := d.out
 	fmt.Fprintf(w, "\nsummary\n")
+	fmt.Fprintf(w, "  protocol        %s, %d members\n", d.f.protocol, len(d.members))
 	fmt.Fprintf(w, "  operations      %d ok (%d gets, %d puts, %d cas of which %d swapped), %d failed (%d writes with unknown outcome)\n",
 		ok, kinds[check.KVGet], kinds[check.KVPut], kinds[check.KVCompareAndSwap], swapped, d.failed.Load(), d.unknown.Load())
 	fmt.Fprintf(w, "  throughput      %.0f ops/s over %v\n", float64(ok)/elapsed.Seconds(), elapsed.Round(time.Millisecond))

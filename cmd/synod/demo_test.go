@@ -9,31 +9,35 @@ import (
 	"time"
 )
 
-// TestDemo builds the synod binary and runs "synod demo" end to end: three
-// real member processes, a workload through etcd's client, the leader
-// killed and restarted, and the history checked.
+// TestDemo builds the synod binary and runs "synod demo" end to end for
+// each protocol: three real member processes, a workload through etcd's
+// client, the leader killed and restarted, and the history checked.
 func TestDemo(t *testing.T) {
 	if testing.Short() {
-		t.Skip("starts a 3-process cluster; skipped with -short")
+		t.Skip("starts 3-process clusters; skipped with -short")
 	}
 	bin := filepath.Join(t.TempDir(), "synod")
 	build := exec.Command("go", "build", "-o", bin, ".")
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, "demo", "--duration", "3s", "--no-progress")
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("synod demo: %v\n%s", err, out)
-	}
-	s := string(out)
-	for _, want := range []string{"kill -9", "new leader:", "is back: follows", "throughput", "latency", "leader changes  1:",
-		"linearizable    ok", "cluster stopped; removed"} {
-		if !strings.Contains(s, want) {
-			t.Errorf("demo output lacks %q:\n%s", want, s)
-		}
+	for _, protocol := range []string{"raft", "multipaxos"} {
+		t.Run(protocol, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+			defer cancel()
+			cmd := exec.CommandContext(ctx, bin, "demo", "--protocol", protocol, "--duration", "3s", "--no-progress")
+			out, err := cmd.CombinedOutput()
+			if err != nil {
+				t.Fatalf("synod demo --protocol %s: %v\n%s", protocol, err, out)
+			}
+			s := string(out)
+			for _, want := range []string{"members (" + protocol + ")", "kill -9", "new leader:", "is back: follows", "throughput", "latency",
+				"protocol        " + protocol, "leader changes  1:", "linearizable    ok", "cluster stopped; removed"} {
+				if !strings.Contains(s, want) {
+					t.Errorf("demo output lacks %q:\n%s", want, s)
+				}
+			}
+		})
 	}
 }
 
@@ -43,6 +47,7 @@ func TestDemoFlagErrors(t *testing.T) {
 		want string
 	}{
 		{[]string{"demo", "--nodes", "2"}, "at least 3 members"},
+		{[]string{"demo", "--protocol", "paxos"}, `--protocol "paxos" is not supported; choose one of multipaxos, raft`},
 		{[]string{"demo", "--clients", "0"}, "--clients 0"},
 		{[]string{"demo", "--duration", "10ms"}, "--duration 10ms"},
 	} {

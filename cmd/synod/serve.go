@@ -65,6 +65,10 @@ snapshots and key-value store under --data-dir, the peer transport on
 Cluster.MemberList) on --listen-client-urls, so etcdctl and etcd's Go client
 work against it.
 
+--protocol picks the replication protocol: raft (the default) or
+multipaxos. Every member of a cluster must run the same one; the data
+directory records it, and a member restarted with another is refused.
+
 The flags follow etcd's. Member IDs are derived from each member's name and
 --initial-cluster-token, and the cluster ID from the token and the member
 names, so every member computes the same IDs. The membership is static: it
@@ -87,7 +91,10 @@ then the replica, transport and storage close.`,
     --listen-client-urls http://10.0.0.1:2379 --listen-peer-urls http://10.0.0.1:2380 \
     --initial-cluster n1=http://10.0.0.1:2380,n2=http://10.0.0.2:2380,n3=http://10.0.0.3:2380 \
     --initial-cluster-clients n1=http://10.0.0.1:2379,n2=http://10.0.0.2:2379,n3=http://10.0.0.3:2379 \
-    --initial-cluster-token prod-1`,
+    --initial-cluster-token prod-1
+
+  # the same, replicating with Multi-Paxos (every member must agree)
+  synod serve --protocol multipaxos --name n1 ...`,
 		Args: cobra.NoArgs,
 		PreRunE: func(cmd *cobra.Command, _ []string) error {
 			return flagsFromEnv(cmd.Flags())
@@ -105,7 +112,8 @@ then the replica, transport and storage close.`,
 	fl.StringVar(&f.initialClients, "initial-cluster-clients", "", "members' client URLs as name=clientURL, comma-separated (for forwarding to the leader)")
 	fl.StringVar(&f.initialClusterState, "initial-cluster-state", "new", "new or existing (membership is static, so both start the same way; existing with an empty data dir catches up from the peers)")
 	fl.StringVar(&f.initialClusterToken, "initial-cluster-token", "synod-cluster", "token that names the cluster; member and cluster IDs derive from it")
-	fl.StringVar(&f.protocol, "protocol", "raft", "replication protocol (raft)")
+	fl.StringVar(&f.protocol, "protocol", "raft", "replication protocol: "+strings.Join(node.Protocols, " or ")+
+		" (recorded in --data-dir; a member cannot change it)")
 	fl.StringVar(&f.logFormat, "log-format", "text", "log format: text or json")
 	fl.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fl.DurationVar(&f.tickInterval, "tick-interval", node.TickIntervalDefault, "length of one protocol tick (heartbeat interval)")
@@ -368,7 +376,7 @@ func runServe(cmd *cobra.Command, f *serveFlags) error {
 	}
 	log.Info("member ready", "name", cfg.Name, "member_id", fmt.Sprintf("%x", uint64(cfg.ID)),
 		"cluster_id", fmt.Sprintf("%x", cfg.ClusterID), "client_urls", strings.Join(listenClient, ","),
-		"peer_url", f.listenPeerURLs, "data_dir", cfg.DataDir)
+		"peer_url", f.listenPeerURLs, "data_dir", cfg.DataDir, "protocol", cfg.Protocol)
 
 	var runErr error
 	select {

@@ -20,7 +20,7 @@ func TestServeConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.Name != "n2" || cfg.DataDir != "n2.synod" || len(cfg.Peers) != 3 || len(listen) != 1 {
+	if cfg.Name != "n2" || cfg.DataDir != "n2.synod" || len(cfg.Peers) != 3 || len(listen) != 1 || cfg.Protocol != "raft" {
 		t.Fatalf("config: %+v, listen %v", cfg, listen)
 	}
 	if cfg.ID != memberID("tok", "n2") || cfg.Peers[0].ID != memberID("tok", "n1") {
@@ -36,11 +36,17 @@ func TestServeConfig(t *testing.T) {
 		t.Errorf("n3 client URLs: %v", got)
 	}
 
+	mp := *f
+	mp.protocol = "multipaxos"
+	if cfg, _, err := serveConfig(&mp); err != nil || cfg.Protocol != "multipaxos" {
+		t.Errorf("--protocol multipaxos: %+v, %v", cfg, err)
+	}
+
 	for _, tc := range []struct {
 		mut  func(*serveFlags)
 		want string
 	}{
-		{func(f *serveFlags) { f.protocol = "paxos" }, `--protocol "paxos" is not supported`},
+		{func(f *serveFlags) { f.protocol = "paxos" }, `--protocol "paxos" is not supported; this build runs multipaxos, raft`},
 		{func(f *serveFlags) { f.initialClusterState = "maybe" }, "want new or existing"},
 		{func(f *serveFlags) { f.name = "n9" }, "does not list this member"},
 		{func(f *serveFlags) { f.initialCluster = "n1" }, "not name=URL"},

@@ -330,13 +330,11 @@ func (c *Config) replicaSettings(r consensus.Rand, l consensus.Logger, snaps con
 
 // Data directory layout.
 const (
-	walDirName      = "wal"
-	snapDirName     = "snap"
-	kvDirName       = "kv"
-	identityName    = "cluster"
-	walRecordBatch  = 1 // WAL record type: one Ready's records
-	snapshotsKept   = 2
-	walRecordsLimit = 1 << 20 // records in one WAL batch, for decoding
+	walDirName    = "wal"
+	snapDirName   = "snap"
+	kvDirName     = "kv"
+	identityName  = "cluster"
+	snapshotsKept = 2
 )
 
 func (c *Config) path(name string) string { return filepath.Join(c.DataDir, name) }

@@ -127,7 +127,7 @@ func (n *Node) persist(recs []consensus.Record, syncOptional bool) error {
 		return nil
 	}
 	start := time.Now()
-	err := n.wal.persist(recs, syncOptional)
+	err := n.wal.Persist(recs, syncOptional)
 	n.metrics.walSync.observe(time.Since(start))
 	return err
 }

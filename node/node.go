@@ -65,9 +65,11 @@ import (
 
 	"github.com/synod-io/synod/consensus"
 	"github.com/synod-io/synod/kv"
+	"github.com/synod-io/synod/storage/durable"
 	"github.com/synod-io/synod/storage/kvstore"
 	"github.com/synod-io/synod/storage/snap"
 	"github.com/synod-io/synod/storage/vfs"
+	"github.com/synod-io/synod/storage/wal"
 	"github.com/synod-io/synod/transport"
 )
 
@@ -102,8 +104,8 @@ type Node struct {
 
 	// Owned by the loop goroutine after Start.
 	replica consensus.Replica
-	wal     *walLog
-	snaps   *snapshots
+	wal     *durable.Log
+	snaps   *durable.Snapshots
 	kv      *kvstore.Store
 	tr      transport.Transport
 	// applied is the index (and term) of the last entry handed to the
@@ -248,13 +250,17 @@ func (n *Node) open() error {
 	if err != nil {
 		return fmt.Errorf("node: opening the snapshot directory: %w", err)
 	}
-	n.snaps = &snapshots{store: ss, voters: n.voters, onReceived: func(in snap.Info) {
+	n.snaps = durable.NewSnapshots(ss, n.voters)
+	n.snaps.OnReceived = func(in snap.Info) {
 		n.log.Info("snapshot received from the leader", "index", in.Index, "term", in.Term)
-	}}
+	}
 	var recs []consensus.Record
-	n.wal, recs, err = openWAL(cfg.path(walDirName), cfg.WALSegmentBytes, n.proto.records)
+	// Each record must fit in one segment, with room for its frame.
+	fit := cfg.WALSegmentBytes - 64
+	walOpts := wal.Options{SegmentBytes: cfg.WALSegmentBytes, RecordBytesMax: int(fit - fit%8 - 64)}
+	n.wal, recs, err = durable.Open(vfsDefault, cfg.path(walDirName), walOpts, n.proto.records)
 	if err != nil {
-		return err
+		return fmt.Errorf("node: opening the write-ahead log in %s: %w", cfg.path(walDirName), err)
 	}
 	// The newest checkpoint names the snapshot the log builds on.
 	var base uint64
@@ -264,7 +270,7 @@ func (n *Node) open() error {
 		}
 	}
 	if base > 0 {
-		in, err := n.snaps.find(base)
+		in, err := n.snaps.Find(base)
 		if err != nil {
 			return fmt.Errorf("node: the write-ahead log builds on snapshot %d, which is missing from %s: %w; "+
 				"this member's state cannot be rebuilt: remove its data directory and let it rejoin", base, ss.Dir(), err)
@@ -309,11 +315,11 @@ func (n *Node) open() error {
 
 // restoreKV replaces the key-value state with the stored snapshot at index.
 func (n *Node) restoreKV(index uint64) error {
-	in, err := n.snaps.find(index)
+	in, err := n.snaps.Find(index)
 	if err != nil {
 		return err
 	}
-	r, err := n.snaps.store.Open(in.Name)
+	r, err := n.snaps.Store().Open(in.Name)
 	if err != nil {
 		return fmt.Errorf("node: opening snapshot %d: %w; remove this member's data directory and let it rejoin", index, err)
 	}
@@ -574,7 +580,7 @@ func (n *Node) snapshot() {
 	}
 	start := time.Now()
 	meta := snap.Meta{Index: n.applied, Term: n.appliedTerm, Voters: slices.Clone(n.voters)}
-	w, err := n.snaps.store.Create(meta)
+	w, err := n.snaps.Store().Create(meta)
 	if err != nil {
 		n.log.Error("snapshot failed", "index", meta.Index, "err", err)
 		return
@@ -589,7 +595,7 @@ func (n *Node) snapshot() {
 		n.log.Error("snapshot failed", "index", meta.Index, "err", err)
 		return
 	}
-	if err := n.snaps.store.GC(); err != nil {
+	if err := n.snaps.Store().GC(); err != nil {
 		n.log.Warn("removing old snapshots failed", "err", err)
 	}
 	cm := consensus.SnapshotMeta{Index: meta.Index, Term: meta.Term, Voters: slices.Clone(n.voters)}
@@ -716,10 +722,10 @@ func (n *Node) Stop() error {
 func (n *Node) closeStorage() error {
 	var errs []error
 	if n.snaps != nil {
-		n.snaps.close()
+		n.snaps.Close()
 	}
 	if n.wal != nil {
-		if err := n.wal.log.Close(); err != nil {
+		if err := n.wal.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("node: closing the write-ahead log: %w", err))
 		}
 	}

@@ -30,6 +30,25 @@ type tnode struct {
 	up      bool
 	applied []consensus.Entry
 	reads   []consensus.ReadState
+	// snaps is the node's snapshot store, if snapshots are on; it survives
+	// crashes (an unfinished incoming transfer does not).
+	snaps *memSnapshotStore
+}
+
+// snapshotsAlways, set by TestScenariosWithSnapshots, turns snapshots on
+// (with tiny thresholds) in every cluster the scenarios build.
+var snapshotsAlways bool
+
+// withSnapshots turns snapshots on: the harness snapshots a node's applied
+// entries whenever its Ready asks, every entries applied entries, keeping
+// retain slots behind the snapshot, in chunks of chunk bytes.
+func withSnapshots(entries, retain, chunk int) func(*Config) {
+	return func(cfg *Config) {
+		cfg.Snapshots = &memSnapshotStore{}
+		cfg.SnapshotEntries = entries
+		cfg.CompactionRetainEntries = retain
+		cfg.SnapshotChunkBytes = chunk
+	}
 }
 
 func ids(n int) []consensus.NodeID {
@@ -50,14 +69,22 @@ func newCluster(t *testing.T, n int, seed uint64, adjust ...func(*Config)) *clus
 	c := &cluster{t: t, cut: map[[2]consensus.NodeID]bool{}, chosen: map[uint64]consensus.Entry{}}
 	for _, id := range ids(n) {
 		cfg := DefaultConfig(id, ids(n), rand.New(rand.NewPCG(seed, uint64(id))))
+		if snapshotsAlways {
+			withSnapshots(3, 1, 16)(&cfg)
+		}
 		for _, f := range adjust {
 			f(&cfg)
+		}
+		var snaps *memSnapshotStore
+		if cfg.Snapshots != nil {
+			snaps = &memSnapshotStore{} // one store per node
+			cfg.Snapshots = snaps
 		}
 		r, err := New(cfg, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
-		c.nodes = append(c.nodes, &tnode{id: id, cfg: cfg, r: r, up: true})
+		c.nodes = append(c.nodes, &tnode{id: id, cfg: cfg, r: r, up: true, snaps: snaps})
 	}
 	return c
 }
@@ -74,11 +101,20 @@ func (c *cluster) process(id consensus.NodeID) bool {
 	if rd.Empty() {
 		return false
 	}
+	if rd.Restore != nil {
+		// Install the received snapshot durably before persisting.
+		if err := nd.snaps.install(*rd.Restore); err != nil {
+			c.t.Fatalf("node %d: %v", id, err)
+		}
+	}
 	nd.durable = append(nd.durable, rd.Persist...)
 	for _, m := range rd.Messages {
 		if !c.cut[[2]consensus.NodeID{m.From, m.To}] {
 			c.queue = append(c.queue, m)
 		}
+	}
+	if rd.Restore != nil {
+		nd.applied = c.loadSnapshot(nd, rd.Restore.Index)
 	}
 	for _, e := range rd.Committed {
 		if want := uint64(len(nd.applied)) + 1; e.Index != want {
@@ -92,7 +128,54 @@ func (c *cluster) process(id consensus.NodeID) bool {
 	}
 	nd.reads = append(nd.reads, rd.Reads...)
 	nd.r.Advance(rd)
+	if rd.SnapshotWanted {
+		c.takeSnapshot(nd)
+	}
 	return true
+}
+
+// takeSnapshot saves the node's applied entries as a snapshot and compacts
+// its replica behind it.
+func (c *cluster) takeSnapshot(nd *tnode) {
+	n := uint64(len(nd.applied))
+	if n == 0 {
+		return
+	}
+	if newest, ok := nd.snaps.Newest(); ok && newest.Index >= n {
+		return
+	}
+	var data []byte
+	for i := range nd.applied {
+		data = consensus.AppendEntry(data, &nd.applied[i])
+	}
+	meta := consensus.SnapshotMeta{Index: n, Term: nd.applied[n-1].Term, Voters: ids(len(c.nodes))}
+	nd.snaps.save(meta, data)
+	if err := nd.r.Compact(meta); err != nil {
+		c.t.Fatalf("node %d: Compact(%d): %v", nd.id, n, err)
+	}
+}
+
+// loadSnapshot decodes the entries of the node's stored snapshot at index,
+// checking them against what other nodes applied.
+func (c *cluster) loadSnapshot(nd *tnode, index uint64) []consensus.Entry {
+	data, ok := nd.snaps.get(index)
+	if !ok {
+		c.t.Fatalf("node %d: snapshot %d is not stored", nd.id, index)
+	}
+	d := consensus.NewDecoder(data)
+	var ents []consensus.Entry
+	for d.Remaining() > 0 && d.Err() == nil {
+		e := d.Entry()
+		if prev, ok := c.chosen[e.Index]; ok && !sameEntry(prev, e) {
+			c.t.Fatalf("agreement: node %d's snapshot holds %s at slot %d, another node applied %s", nd.id, FormatEntry(e), e.Index, FormatEntry(prev))
+		}
+		c.chosen[e.Index] = e
+		ents = append(ents, e)
+	}
+	if d.Err() != nil || uint64(len(ents)) != index {
+		c.t.Fatalf("node %d: snapshot %d holds %d entries (%v)", nd.id, index, len(ents), d.Err())
+	}
+	return ents
 }
 
 func sameEntry(a, b consensus.Entry) bool {
@@ -159,6 +242,9 @@ func (c *cluster) crash(id consensus.NodeID) {
 	nd.r = nil
 	nd.applied = nil
 	nd.reads = nil
+	if nd.snaps != nil {
+		nd.snaps.crash() // an unfinished transfer is lost
+	}
 }
 
 func (c *cluster) restart(id consensus.NodeID) {
@@ -168,6 +254,16 @@ func (c *cluster) restart(id consensus.NodeID) {
 		c.t.Fatal(err)
 	}
 	nd.r, nd.up = r, true
+	// The state machine starts from the snapshot the newest checkpoint
+	// names.
+	for i := len(nd.durable) - 1; i >= 0; i-- {
+		if cp, ok := nd.durable[i].(consensus.Checkpoint); ok {
+			if idx := cp.SnapshotIndex(); idx > 0 {
+				nd.applied = c.loadSnapshot(nd, idx)
+			}
+			break
+		}
+	}
 }
 
 // isolate cuts every link to and from id; heal restores all links.

@@ -12,6 +12,9 @@ const (
 	recordTagHardState byte = 1
 	recordTagAccept    byte = 2
 	recordTagLearn     byte = 3
+	// recordTagCheckpoint: snapshot meta (index, term, voters), HardState
+	// (promised, tried, commit), log index, entries, ballots.
+	recordTagCheckpoint byte = 4
 )
 
 // recordFormatVersion is written before every record.
@@ -21,7 +24,8 @@ const recordFormatVersion byte = 1
 // type, client, seq, key count, data length: one byte each).
 const entryBytesMin = 7
 
-// Codec encodes Paxos' durable records (HardState, Accept and Learn, by
+// Codec encodes Paxos' durable records (HardState, Accept, Learn and
+// Checkpoint, by
 // value or pointer) and decodes them (as values). It implements
 // consensus.RecordCodec.
 var Codec consensus.RecordCodec = codec{}
@@ -42,6 +46,10 @@ func (codec) AppendRecord(buf []byte, r consensus.Record) ([]byte, error) {
 		return appendLearn(buf, &rec)
 	case *Learn:
 		return appendLearn(buf, rec)
+	case Checkpoint:
+		return appendCheckpoint(buf, &rec)
+	case *Checkpoint:
+		return appendCheckpoint(buf, rec)
 	}
 	return buf, fmt.Errorf("paxos: cannot encode record of type %T", r)
 }
@@ -80,6 +88,61 @@ func appendLearn(buf []byte, l *Learn) ([]byte, error) {
 	}
 	buf = append(buf, recordFormatVersion, recordTagLearn)
 	return appendEntryList(buf, l.Entries), nil
+}
+
+func appendCheckpoint(buf []byte, cp *Checkpoint) ([]byte, error) {
+	if err := cp.validate(); err != nil {
+		return buf, fmt.Errorf("paxos: malformed Checkpoint record: %w", err)
+	}
+	buf = append(buf, recordFormatVersion, recordTagCheckpoint)
+	buf = appendSnapshotMeta(buf, &cp.Snapshot)
+	buf = appendBallot(buf, cp.HardState.Promised)
+	buf = binary.AppendUvarint(buf, cp.HardState.Tried)
+	buf = binary.AppendUvarint(buf, cp.HardState.Commit)
+	buf = binary.AppendUvarint(buf, cp.LogIndex)
+	buf = appendEntryList(buf, cp.Entries)
+	return appendBallotList(buf, cp.Ballots), nil
+}
+
+func appendSnapshotMeta(buf []byte, m *consensus.SnapshotMeta) []byte {
+	buf = binary.AppendUvarint(buf, m.Index)
+	buf = binary.AppendUvarint(buf, m.Term)
+	buf = binary.AppendUvarint(buf, uint64(len(m.Voters)))
+	for _, v := range m.Voters {
+		buf = binary.AppendUvarint(buf, uint64(v))
+	}
+	return buf
+}
+
+func readSnapshotMeta(d *consensus.Decoder) consensus.SnapshotMeta {
+	m := consensus.SnapshotMeta{Index: d.Uvarint(), Term: d.Uvarint()}
+	if n := d.Count(1, PeersMax); n > 0 {
+		m.Voters = make([]consensus.NodeID, n)
+		for i := range m.Voters {
+			m.Voters[i] = consensus.NodeID(d.Uvarint())
+		}
+	}
+	return m
+}
+
+func appendBallotList(buf []byte, bs []Ballot) []byte {
+	buf = binary.AppendUvarint(buf, uint64(len(bs)))
+	for _, b := range bs {
+		buf = appendBallot(buf, b)
+	}
+	return buf
+}
+
+func readBallotList(d *consensus.Decoder, limit uint64) []Ballot {
+	n := d.Count(2, limit)
+	if n == 0 {
+		return nil
+	}
+	bs := make([]Ballot, n)
+	for i := range bs {
+		bs[i] = readBallot(d)
+	}
+	return bs
 }
 
 func appendEntryList(buf []byte, ents []consensus.Entry) []byte {
@@ -131,6 +194,16 @@ func (codec) DecodeRecord(data []byte) (consensus.Record, error) {
 			check = validateEntries("Learn", l.Entries)
 		}
 		rec = l
+	case tag == recordTagCheckpoint:
+		cp := Checkpoint{Snapshot: readSnapshotMeta(d)}
+		cp.HardState = HardState{Promised: readBallot(d), Tried: d.Uvarint(), Commit: d.Uvarint()}
+		cp.LogIndex = d.Uvarint()
+		cp.Entries = readEntryList(d, consensus.EncodedBytesMax)
+		cp.Ballots = readBallotList(d, consensus.EncodedBytesMax)
+		if d.Err() == nil {
+			check = cp.validate()
+		}
+		rec = cp
 	default:
 		return nil, fmt.Errorf("%w: unknown paxos record tag %d", consensus.ErrMalformed, tag)
 	}

@@ -17,6 +17,18 @@ func recordSamples() []consensus.Record {
 			{Index: 9, Term: 3, Command: consensus.Command{Session: consensus.Session{ClientID: 1, Seq: 4}, Keys: []string{"k"}, Data: []byte("v")}},
 		}},
 		Learn{Entries: []consensus.Entry{{Index: 1, Term: 1, Command: consensus.Command{Data: []byte("x")}}}},
+		Checkpoint{
+			Snapshot:  consensus.SnapshotMeta{Index: 5, Term: 2, Voters: []consensus.NodeID{1, 2, 3}},
+			HardState: HardState{Promised: Ballot{Round: 7, Node: 2}, Tried: 4, Commit: 6},
+			LogIndex:  4,
+			Entries: []consensus.Entry{
+				{Index: 5, Term: 2, Command: consensus.Command{Data: []byte("a")}},
+				{Index: 6, Term: 3, Type: consensus.EntryNoOp},
+				{Index: 9, Term: 7, Command: consensus.Command{Session: consensus.Session{ClientID: 3, Seq: 1}, Data: []byte("b")}},
+			},
+			Ballots: []Ballot{{}, {Round: 3, Node: 3}, {Round: 7, Node: 2}},
+		},
+		Checkpoint{Snapshot: consensus.SnapshotMeta{Index: 3, Term: 1}, HardState: HardState{Commit: 3}, LogIndex: 3},
 	}
 }
 
@@ -46,7 +58,14 @@ func TestRecordCodecRoundTrip(t *testing.T) {
 	if string(a) != string(b) {
 		t.Fatal("pointer and value encode differently")
 	}
-	for _, bad := range []consensus.Record{Accept{Ballot: Ballot{1, 1}}, Accept{Entries: []consensus.Entry{{Index: 1}}}, Learn{Entries: []consensus.Entry{{Index: 0}}}} {
+	for _, bad := range []consensus.Record{Accept{Ballot: Ballot{1, 1}}, Accept{Entries: []consensus.Entry{{Index: 1}}}, Learn{Entries: []consensus.Entry{{Index: 0}}},
+		Checkpoint{Snapshot: consensus.SnapshotMeta{Index: 2}, LogIndex: 3, HardState: HardState{Commit: 3}}, // snapshot below the log
+		Checkpoint{Snapshot: consensus.SnapshotMeta{Index: 3}, LogIndex: 3, HardState: HardState{Commit: 4}}, // commit without its slot
+		Checkpoint{Snapshot: consensus.SnapshotMeta{Index: 4, Term: 2}, LogIndex: 3, HardState: HardState{Commit: 4}, // wrong snapshot term
+			Entries: []consensus.Entry{{Index: 4, Term: 1}}, Ballots: []Ballot{{}}},
+		Checkpoint{Snapshot: consensus.SnapshotMeta{Index: 3}, LogIndex: 3, HardState: HardState{Commit: 3}, // ballot above the promise
+			Entries: []consensus.Entry{{Index: 5, Term: 1}}, Ballots: []Ballot{{Round: 1, Node: 1}}},
+	} {
 		if _, err := Codec.AppendRecord(nil, bad); err == nil {
 			t.Errorf("malformed %v encoded", bad)
 		}
@@ -105,6 +124,10 @@ func messageSamples() []*Msg {
 		{Type: MsgHeartbeatResp, Ballot: Ballot{4, 1}, Commit: 9, ReadSeq: 77},
 		{Type: MsgLearn, Ballot: Ballot{4, 1}, Entries: ents},
 		{Type: MsgLearnResp, Ballot: Ballot{4, 1}, Commit: 4},
+		{Type: MsgSnap, Ballot: Ballot{4, 1}, Snapshot: consensus.SnapshotMeta{Index: 40, Term: 3, Voters: []consensus.NodeID{1, 2, 3}}, Offset: 4096, Data: []byte("chunk"), Last: true},
+		{Type: MsgSnap, Ballot: Ballot{4, 1}, Snapshot: consensus.SnapshotMeta{Index: 40, Term: 3}, Data: []byte("c")},
+		{Type: MsgSnapResp, Ballot: Ballot{4, 1}, Index: 40, Offset: 4101, Commit: 12},
+		{Type: MsgSnapResp, Ballot: Ballot{4, 1}, Index: 40, Reject: true, Commit: 12},
 	}
 }
 
@@ -127,6 +150,15 @@ func TestMessageCodecRoundTrip(t *testing.T) {
 	}
 	if _, err := MessageCodec.AppendMessage(nil, &Msg{}); err == nil {
 		t.Fatal("a message of type 0 encoded")
+	}
+	for _, bad := range []*Msg{
+		{Type: MsgAccept, Data: []byte("x")},
+		{Type: MsgHeartbeat, Last: true},
+		{Type: MsgSnap, Offset: -1},
+	} {
+		if _, err := MessageCodec.AppendMessage(nil, bad); err == nil {
+			t.Errorf("malformed %v encoded", bad)
+		}
 	}
 }
 

@@ -26,6 +26,23 @@ const (
 	// PromiseEntriesMax bounds the accepted slots one promise reports, so
 	// that a corrupt count never makes a decoder allocate without limit.
 	PromiseEntriesMax = 1 << 24
+	// SnapshotEntriesMaxLimit bounds Config.SnapshotEntries.
+	SnapshotEntriesMaxLimit = 1 << 30
+	// SnapshotBytesMaxLimit bounds Config.SnapshotBytes.
+	SnapshotBytesMaxLimit = 1 << 30
+	// CompactionRetainEntriesMax bounds Config.CompactionRetainEntries.
+	CompactionRetainEntriesMax = 1 << 24
+	// SnapshotChunkBytesMax bounds Config.SnapshotChunkBytes: a chunk must
+	// fit in one encoded message.
+	SnapshotChunkBytesMax = consensus.EncodedBytesMax
+	// SnapshotChunksInflightMax bounds the unacknowledged snapshot chunks
+	// in flight to one peer.
+	SnapshotChunksInflightMax = 2
+	// SnapshotRetriesMax bounds how many times in a row a sender resends
+	// the unacknowledged chunks of a stalled transfer before it abandons
+	// it (and starts over with the newest snapshot if the peer still needs
+	// one).
+	SnapshotRetriesMax = 8
 )
 
 // ErrEntryTooLarge is matched by the error Propose returns for a command
@@ -83,9 +100,26 @@ type Config struct {
 	// EntryBytesMax bounds one entry (consensus.Entry.Size).
 	EntryBytesMax int
 
-	// Snapshots is accepted for symmetry with the other protocols but not
-	// yet used: the log is never compacted (see the package doc).
+	// Snapshots is the host's snapshot store. Nil disables snapshots: the
+	// log is never compacted, Ready.SnapshotWanted is never set, Compact
+	// fails and incoming snapshot chunks are refused. With a store, the
+	// host snapshots its state machine when asked and calls Compact, and
+	// replicas stream snapshots to peers that need compacted slots (see
+	// the package doc).
 	Snapshots consensus.SnapshotStore
+	// SnapshotEntries and SnapshotBytes are the thresholds for
+	// Ready.SnapshotWanted: it is set once the entries applied since the
+	// last snapshot (or since it was last set) reach either many entries
+	// or many bytes (consensus.Entry.Size). Zero disables a threshold.
+	// Used only with Snapshots.
+	SnapshotEntries int
+	SnapshotBytes   int
+	// CompactionRetainEntries is how many chosen slots Compact keeps
+	// behind the snapshot index, so that peers lagging by fewer slots are
+	// still caught up with MsgLearn rather than a snapshot.
+	CompactionRetainEntries int
+	// SnapshotChunkBytes bounds the snapshot data in one MsgSnap.
+	SnapshotChunkBytes int
 
 	// Rand draws election jitter. Required.
 	Rand consensus.Rand
@@ -108,7 +142,12 @@ func DefaultConfig(id consensus.NodeID, peers []consensus.NodeID, rand consensus
 		EntriesPerMsgMax:     1024,
 		MsgBytesMax:          1 << 20,
 		EntryBytesMax:        1 << 20,
-		Rand:                 rand,
+		// Snapshots are off until the host sets Snapshots.
+		SnapshotEntries:         10000,
+		SnapshotBytes:           64 << 20,
+		CompactionRetainEntries: 1000,
+		SnapshotChunkBytes:      256 << 10,
+		Rand:                    rand,
 	}
 }
 
@@ -156,6 +195,18 @@ func (c Config) Validate() error {
 		return err
 	}
 	if err := checkRange("EntryBytesMax", c.EntryBytesMax, 1, MsgBytesMaxLimit); err != nil {
+		return err
+	}
+	if err := checkRange("SnapshotEntries", c.SnapshotEntries, 0, SnapshotEntriesMaxLimit); err != nil {
+		return err
+	}
+	if err := checkRange("SnapshotBytes", c.SnapshotBytes, 0, SnapshotBytesMaxLimit); err != nil {
+		return err
+	}
+	if err := checkRange("CompactionRetainEntries", c.CompactionRetainEntries, 0, CompactionRetainEntriesMax); err != nil {
+		return err
+	}
+	if err := checkRange("SnapshotChunkBytes", c.SnapshotChunkBytes, 1, SnapshotChunkBytesMax); err != nil {
 		return err
 	}
 	if c.Rand == nil {

@@ -83,14 +83,98 @@
 // old leader therefore never confirms a read: its majority has promised a
 // higher ballot, or does not answer.
 //
+// # Snapshots and compaction
+//
+// Snapshots are on when Config.Snapshots (the host's consensus.SnapshotStore)
+// is set. Once the slots applied since the last snapshot reach
+// Config.SnapshotEntries or Config.SnapshotBytes, one Ready sets
+// SnapshotWanted. The host saves a snapshot of its state machine at an
+// applied slot and calls Compact (consensus.Compactor) with meta.Index, that
+// slot, and meta.Term, the Term of the entry chosen there: the round of the
+// ballot that first proposed the value (a value keeps its Entry when
+// re-proposed, so the term is the same on every replica; it is not the
+// ballot the slot was chosen at, which a learner may not know). Compact
+// checks the term against the log (or, at the current snapshot's index,
+// against the current snapshot). The replica keeps
+// Config.CompactionRetainEntries chosen slots behind the snapshot, drops
+// the rest, and its next Ready persists a Checkpoint alone: snapshot
+// metadata, HardState (promise, tried round, commit) and every slot it
+// still holds with the ballot it accepted it at (zero: learned as chosen),
+// including accepted slots that are not chosen. It supersedes every older
+// record; New replays from the newest Checkpoint, starts its applied index
+// at the snapshot, re-emits the chosen slots after it, and fails if
+// Config.Snapshots is nil or its newest snapshot is older than the one the
+// checkpoint names.
+//
+// Only chosen slots are ever compacted (Compact requires an applied index),
+// so everything dropped is a fact, not acceptor state: an acceptor's state
+// for a chosen slot no longer matters to any proposer that knows the slot
+// is chosen.
+//
+// # Catching up from a snapshot
+//
+// A peer that needs slots this replica compacted gets its newest snapshot,
+// streamed through Snapshots.ReadChunk in MsgSnap chunks of at most
+// Config.SnapshotChunkBytes, with at most SnapshotChunksInflightMax
+// unacknowledged. Two cases start a transfer: a leader whose peer reports a
+// commit index below the compacted prefix (instead of MsgLearn), and an
+// acceptor that receives a prepare from a candidate whose phase 1 starts at
+// or below its compacted prefix (see below). The receiver acknowledges
+// each in-order chunk (MsgSnapResp, the offset it expects next) after
+// passing it to Snapshots.ReceiveChunk; it rejects an out-of-order chunk
+// with the offset it expects, re-acknowledges duplicates, and ignores a
+// second sender while a transfer from another one made progress within an
+// election timeout. A sender resends from the acknowledged offset after
+// 2*HeartbeatTicks without progress, gives up after SnapshotRetriesMax
+// resends or a ReadChunk error (the snapshot was replaced), and starts over
+// with the newest snapshot when the peer is next found to need one. A
+// snapshot holds only chosen slots, so it is taken from any peer whatever
+// its ballot. When the last chunk is stored, the receiver makes the
+// snapshot the base of its log: it drops the slots up to it, keeps its
+// acceptor state for the slots after it (accepted values and ballots are
+// what it promised proposers, unlike a Raft log suffix), sets its commit
+// index to the snapshot's, and its next Ready carries Restore and a
+// Checkpoint; it then learns the rest from the log as usual.
+//
+// # Phase 1 over compacted acceptors
+//
+// A candidate prepares every slot from its first unchosen one, start. An
+// acceptor that has compacted slots at or above start cannot report them:
+// it still promises, but its MsgPromise reports from its first held slot
+// (Index > start), and it begins sending the candidate its snapshot. The
+// candidate does not count such a promise; it keeps resending the prepare
+// (with start moved past the snapshot once it has installed it, which makes
+// those slots chosen and known to it), and the acceptor's later promise,
+// which then reports every slot from start, counts. A new leader also
+// starts recovery after its commit index, which may have grown during
+// phase 1. Safety: the leader recovers exactly the slots from start on, and
+// every promise it counts reports the acceptor's complete state (accepted
+// value and ballot, or chosen value) for every one of those slots, so the
+// per-slot Paxos argument (SelectValue's rule over a majority of promises)
+// holds unchanged; slots below start are chosen and known to the leader,
+// and it never proposes in them. An acceptor's compaction point is below
+// its own commit index, so the live replica with the highest commit index
+// is never behind any live acceptor's compaction point: not counting
+// lagging promises never blocks every candidate.
+//
+// # Durability shortcut
+//
+// A Ready whose only record is a HardState that changes just the commit
+// index is SyncOptional: nothing acknowledges a commit index (peers learn
+// chosen slots as facts, and a leader takes each peer's commit index as
+// last reported rather than the highest ever, so a restarted peer that lost
+// it is caught up again), and the values of the slots it covers are already
+// durable in Accept or Learn records; a replica that loses it learns the
+// slots again. Checkpoints are never SyncOptional.
+//
 // # Not done
 //
-// Snapshots and log compaction are not implemented: Replica does not
-// implement consensus.Compactor, never sets Ready.SnapshotWanted, and
-// ignores Config.Snapshots, so its log and its records grow without bound
-// and a lagging replica is always caught up from the log. A promise reports
-// every value the acceptor holds from the candidate's first unchosen slot,
-// which is unbounded for a candidate far behind. Membership is fixed.
+// A promise reports every value the acceptor holds from the candidate's
+// first unchosen slot (after compaction, at most the retained and
+// unchosen slots, but still unbounded in principle, e.g. for a leader far
+// ahead of a candidate that has not compacted); chunking recovery over
+// several messages is left to do. Membership is fixed (the snapshot's
+// Voters are carried but not acted on).
 //
 // The package imports no clock, randomness, I/O or goroutines: time
 // arrives as Tick, jitter comes from Config.Rand, logging goes to

@@ -35,9 +35,18 @@ const (
 	MsgLearn
 	// MsgLearnResp reports the learner's Commit after a MsgLearn.
 	MsgLearnResp
+	// MsgSnap carries one chunk of the snapshot Snapshot: Data at Offset,
+	// Last if it ends the snapshot. Ballot is the sender's ballot (see
+	// Replica.Ballot); a chunk holds at most Config.SnapshotChunkBytes.
+	MsgSnap
+	// MsgSnapResp answers a MsgSnap about snapshot Index: Offset is the
+	// offset the receiver expects next (Reject: it refused the chunk and
+	// wants the transfer resumed from Offset), and Commit is its commit
+	// index (at or above Index once the snapshot is installed).
+	MsgSnapResp
 )
 
-const msgTypeLast = MsgLearnResp
+const msgTypeLast = MsgSnapResp
 
 var msgTypeNames = [...]string{
 	MsgPrepare:       "Prepare",
@@ -48,6 +57,8 @@ var msgTypeNames = [...]string{
 	MsgHeartbeatResp: "HeartbeatResp",
 	MsgLearn:         "Learn",
 	MsgLearnResp:     "LearnResp",
+	MsgSnap:          "Snap",
+	MsgSnapResp:      "SnapResp",
 }
 
 var msgTypeQualified = [...]string{
@@ -59,6 +70,8 @@ var msgTypeQualified = [...]string{
 	MsgHeartbeatResp: "paxos.HeartbeatResp",
 	MsgLearn:         "paxos.Learn",
 	MsgLearnResp:     "paxos.LearnResp",
+	MsgSnap:          "paxos.Snap",
+	MsgSnapResp:      "paxos.SnapResp",
 }
 
 // String names the message type.
@@ -83,6 +96,12 @@ type Msg struct {
 	Ballots []Ballot
 	// Slots lists the slots a MsgAccepted acknowledges.
 	Slots []uint64
+	// Snapshot, Offset, Data and Last describe a snapshot chunk (MsgSnap);
+	// a MsgSnapResp uses Offset.
+	Snapshot consensus.SnapshotMeta
+	Offset   int64
+	Data     []byte
+	Last     bool
 }
 
 // MessageType implements consensus.Payload.
@@ -142,6 +161,25 @@ func (m *Msg) String() string {
 		b.WriteString(" ")
 		writeEntries(&b, m.Entries, nil)
 	case MsgLearnResp:
+		b.WriteString(" commit=")
+		b.WriteString(strconv.FormatUint(m.Commit, 10))
+	case MsgSnap:
+		b.WriteString(" snap=")
+		b.WriteString(strconv.FormatUint(m.Snapshot.Index, 10))
+		b.WriteByte('/')
+		b.WriteString(strconv.FormatUint(m.Snapshot.Term, 10))
+		b.WriteString(" off=")
+		b.WriteString(strconv.FormatInt(m.Offset, 10))
+		b.WriteString(" len=")
+		b.WriteString(strconv.Itoa(len(m.Data)))
+		if m.Last {
+			b.WriteString(" last")
+		}
+	case MsgSnapResp:
+		b.WriteString(" snap=")
+		b.WriteString(strconv.FormatUint(m.Index, 10))
+		b.WriteString(" off=")
+		b.WriteString(strconv.FormatInt(m.Offset, 10))
 		b.WriteString(" commit=")
 		b.WriteString(strconv.FormatUint(m.Commit, 10))
 	}

@@ -13,7 +13,8 @@ const msgFormatVersion byte = 1
 // Flag bits of an encoded message; unknown bits are refused.
 const (
 	msgFlagReject byte = 1 << 0
-	msgFlagsKnown      = msgFlagReject
+	msgFlagLast   byte = 1 << 1
+	msgFlagsKnown      = msgFlagReject | msgFlagLast
 )
 
 // MessageCodec encodes Paxos message payloads (*Msg) for a transport and
@@ -22,8 +23,10 @@ const (
 // The encoding is: format version, type, Ballot (round, node), Index,
 // Commit, ReadSeq, flags (Reject), entry count and entries
 // (consensus.AppendEntry), ballot count and ballots, slot count and slots.
-// Every field is written whatever the type, so decoding what was encoded
-// gives an equal message.
+// MsgSnap and MsgSnapResp then carry the snapshot metadata (index, term,
+// voters), Offset and Data (length-prefixed); other types must leave those
+// fields zero (and Last unset). Every other field is written whatever the
+// type, so decoding what was encoded gives an equal message.
 var MessageCodec consensus.MessageCodec = msgCodec{}
 
 type msgCodec struct{}
@@ -45,6 +48,13 @@ func (msgCodec) AppendMessage(buf []byte, p consensus.Payload) ([]byte, error) {
 			return buf, fmt.Errorf("paxos: cannot encode %v: entry %d is out of bounds", m.Type, e.Index)
 		}
 	}
+	snapType := m.Type == MsgSnap || m.Type == MsgSnapResp
+	switch {
+	case !snapType && (m.Last || m.Offset != 0 || m.Data != nil || m.Snapshot.Index != 0 || m.Snapshot.Term != 0 || m.Snapshot.Voters != nil):
+		return buf, fmt.Errorf("paxos: cannot encode %v with snapshot fields set", m.Type)
+	case m.Offset < 0 || len(m.Data) > SnapshotChunkBytesMax || len(m.Snapshot.Voters) > PeersMax:
+		return buf, fmt.Errorf("paxos: cannot encode %v: offset %d, %d bytes, %d voters out of bounds", m.Type, m.Offset, len(m.Data), len(m.Snapshot.Voters))
+	}
 	buf = append(buf, msgFormatVersion, byte(m.Type))
 	buf = appendBallot(buf, m.Ballot)
 	buf = binary.AppendUvarint(buf, m.Index)
@@ -53,6 +63,9 @@ func (msgCodec) AppendMessage(buf []byte, p consensus.Payload) ([]byte, error) {
 	var flags byte
 	if m.Reject {
 		flags |= msgFlagReject
+	}
+	if m.Last {
+		flags |= msgFlagLast
 	}
 	buf = append(buf, flags)
 	buf = appendEntryList(buf, m.Entries)
@@ -63,6 +76,12 @@ func (msgCodec) AppendMessage(buf []byte, p consensus.Payload) ([]byte, error) {
 	buf = binary.AppendUvarint(buf, uint64(len(m.Slots)))
 	for _, s := range m.Slots {
 		buf = binary.AppendUvarint(buf, s)
+	}
+	if snapType {
+		buf = appendSnapshotMeta(buf, &m.Snapshot)
+		buf = binary.AppendUvarint(buf, uint64(m.Offset))
+		buf = binary.AppendUvarint(buf, uint64(len(m.Data)))
+		buf = append(buf, m.Data...)
 	}
 	return buf, nil
 }
@@ -86,6 +105,10 @@ func (msgCodec) DecodeMessage(data []byte) (consensus.Payload, error) {
 		return nil, fmt.Errorf("paxos: decoding message: %w: unknown flags %#x", consensus.ErrMalformed, flags)
 	}
 	m.Reject = flags&msgFlagReject != 0
+	m.Last = flags&msgFlagLast != 0
+	if d.Err() == nil && m.Last && t != MsgSnap && t != MsgSnapResp {
+		return nil, fmt.Errorf("paxos: decoding message: %w: flag Last on %v", consensus.ErrMalformed, t)
+	}
 	m.Entries = readEntryList(d, PromiseEntriesMax)
 	if n := d.Count(2, PromiseEntriesMax); n > 0 {
 		m.Ballots = make([]Ballot, n)
@@ -98,6 +121,15 @@ func (msgCodec) DecodeMessage(data []byte) (consensus.Payload, error) {
 		for i := range m.Slots {
 			m.Slots[i] = d.Uvarint()
 		}
+	}
+	if t == MsgSnap || t == MsgSnapResp {
+		m.Snapshot = readSnapshotMeta(d)
+		off := d.Uvarint()
+		if d.Err() == nil && off > 1<<62 {
+			return nil, fmt.Errorf("paxos: decoding message: %w: snapshot offset %d", consensus.ErrMalformed, off)
+		}
+		m.Offset = int64(off)
+		m.Data = d.Bytes()
 	}
 	d.End()
 	if err := d.Err(); err != nil {

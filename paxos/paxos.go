@@ -72,8 +72,29 @@ type Replica struct {
 	tried    uint64
 	// commit is the highest slot such that every slot up to it is chosen.
 	commit uint64
-	// log[i] is slot i+1.
-	log []slot
+	// log[i] is slot offset+1+i; slots at or below offset are compacted
+	// (chosen, and in the snapshot). Invariant: offset <= snap.Index <=
+	// applied <= commit (snap.Index may pass applied only while a received
+	// snapshot waits to be restored).
+	log    []slot
+	offset uint64
+	// snap is the snapshot the log builds on (zero: none).
+	snap consensus.SnapshotMeta
+
+	// Snapshots (see snapshot.go). checkpointDue makes the next Ready
+	// persist a Checkpoint; restore is a received snapshot for the next
+	// Ready's Restore, and restoring is set until the host advanced past
+	// it. snapWanted makes the next Ready set SnapshotWanted.
+	checkpointDue    bool
+	restore          *consensus.SnapshotMeta
+	restoring        bool
+	snapWanted       bool
+	sinceSnapEntries int
+	sinceSnapBytes   int
+	// out[pos] is the snapshot transfer to the peer at pos; recv the one
+	// being received.
+	out  []snapSend
+	recv snapRecv
 
 	role   consensus.Role
 	leader consensus.NodeID
@@ -142,11 +163,24 @@ func New(cfg Config, durable []consensus.Record) (*Replica, error) {
 	r.self = slices.Index(r.peers, r.id)
 	r.prs = make([]progress, len(r.peers))
 	r.promises = make([]*Msg, len(r.peers))
+	r.out = make([]snapSend, len(r.peers))
 
-	var hs HardState
+	// Replay from the newest checkpoint: it supersedes every older record.
+	start := 0
 	for i, rec := range durable {
+		switch rec.(type) {
+		case Checkpoint, *Checkpoint:
+			start = i
+		}
+	}
+	var hs HardState
+	for i := start; i < len(durable); i++ {
 		var err error
-		switch rec := rec.(type) {
+		switch rec := durable[i].(type) {
+		case Checkpoint:
+			err = r.replayCheckpoint(&rec, i == start, &hs)
+		case *Checkpoint:
+			err = r.replayCheckpoint(rec, i == start, &hs)
 		case HardState:
 			err = checkHardState(hs, rec)
 			hs = rec
@@ -162,33 +196,46 @@ func New(cfg Config, durable []consensus.Record) (*Replica, error) {
 		case *Learn:
 			err = r.replayLearn(rec)
 		default:
-			err = fmt.Errorf("unknown record type %T", rec)
+			err = fmt.Errorf("unknown record type %T", durable[i])
 		}
 		if err != nil {
 			return nil, fmt.Errorf("paxos: node %d: durable record %d: %w", r.id, i, err)
 		}
 	}
-	if hs.Commit > uint64(len(r.log)) {
-		return nil, fmt.Errorf("paxos: node %d: durable commit index %d is beyond the durable log (%d slots)", r.id, hs.Commit, len(r.log))
+	if hs.Commit > r.lastIndex() {
+		return nil, fmt.Errorf("paxos: node %d: durable commit index %d is beyond the durable log (%d slots)", r.id, hs.Commit, r.lastIndex())
 	}
-	for i := uint64(0); i < hs.Commit; i++ {
-		s := &r.log[i]
+	if hs.Commit < r.snap.Index {
+		return nil, fmt.Errorf("paxos: node %d: durable commit index %d is below the snapshot at %d", r.id, hs.Commit, r.snap.Index)
+	}
+	for i := r.offset + 1; i <= hs.Commit; i++ {
+		s := r.at(i)
 		if !s.has {
-			return nil, fmt.Errorf("paxos: node %d: durable commit index %d, but slot %d has no value", r.id, hs.Commit, i+1)
+			return nil, fmt.Errorf("paxos: node %d: durable commit index %d, but slot %d has no value", r.id, hs.Commit, i)
 		}
 		s.chosen = true
 	}
 	for i := range r.log {
 		if s := &r.log[i]; hs.Promised.Less(s.accepted) {
-			return nil, fmt.Errorf("paxos: node %d: slot %d accepted at %v, above the durable promise %v", r.id, i+1, s.accepted, hs.Promised)
+			return nil, fmt.Errorf("paxos: node %d: slot %d accepted at %v, above the durable promise %v", r.id, r.offset+1+uint64(i), s.accepted, hs.Promised)
 		}
+	}
+	if r.snap.Index > 0 {
+		if r.cfg.Snapshots == nil {
+			return nil, fmt.Errorf("paxos: node %d: the durable log builds on snapshot %d/%d, but Config.Snapshots is nil", r.id, r.snap.Index, r.snap.Term)
+		}
+		if newest, ok := r.cfg.Snapshots.Newest(); !ok || newest.Index < r.snap.Index {
+			return nil, fmt.Errorf("paxos: node %d: the durable log builds on snapshot %d/%d, but the snapshot store's newest is %d (present: %v)", r.id, r.snap.Index, r.snap.Term, newest.Index, ok)
+		}
+		// The host restores its state machine from the snapshot first.
+		r.applied, r.emitted = r.snap.Index, r.snap.Index
 	}
 	r.promised, r.tried, r.commit = hs.Promised, hs.Tried, hs.Commit
 	r.seen = max(r.tried, r.promised.Round)
 	r.persisted = hs
 	r.becomeFollower(consensus.None)
 	if len(durable) > 0 {
-		r.logger.Infof("paxos %d: restarted: promised %v, tried round %d, commit %d, %d slots", r.id, r.promised, r.tried, r.commit, len(r.log))
+		r.logger.Infof("paxos %d: restarted: promised %v, tried round %d, commit %d, snapshot %d, slots %d..%d", r.id, r.promised, r.tried, r.commit, r.snap.Index, r.offset+1, r.lastIndex())
 	}
 	return r, nil
 }
@@ -211,6 +258,9 @@ func (r *Replica) replayAccept(a *Accept) error {
 		return err
 	}
 	for _, e := range a.Entries {
+		if e.Index <= r.offset {
+			continue
+		}
 		s := r.slotAt(e.Index)
 		if s.chosen {
 			continue
@@ -225,34 +275,45 @@ func (r *Replica) replayLearn(l *Learn) error {
 		return err
 	}
 	for _, e := range l.Entries {
+		if e.Index <= r.offset {
+			continue
+		}
 		s := r.slotAt(e.Index)
 		s.entry, s.has, s.chosen, s.accepted = e, true, true, Ballot{}
 	}
 	return nil
 }
 
-// slotAt returns slot i, growing the log to hold it.
+// slotAt returns slot i, which must not be compacted, growing the log to
+// hold it.
 func (r *Replica) slotAt(i uint64) *slot {
-	if i == 0 {
-		panic("paxos: slot 0")
+	if i <= r.offset {
+		panic(fmt.Sprintf("paxos: slot %d is compacted (log starts after %d)", i, r.offset))
 	}
-	for uint64(len(r.log)) < i {
+	for r.lastIndex() < i {
 		r.log = append(r.log, slot{})
 	}
-	return &r.log[i-1]
+	return r.at(i)
 }
 
-func (r *Replica) lastIndex() uint64 { return uint64(len(r.log)) }
+// at returns slot i, which must be in the log: offset < i <= lastIndex.
+func (r *Replica) at(i uint64) *slot { return &r.log[i-1-r.offset] }
+
+func (r *Replica) lastIndex() uint64 { return r.offset + uint64(len(r.log)) }
+
+// FirstIndex is the first slot the log holds; the slots before it are
+// compacted into the snapshot.
+func (r *Replica) FirstIndex() uint64 { return r.offset + 1 }
 
 func (r *Replica) quorum() int { return consensus.Majority(len(r.peers)) }
 
 // Entry returns the value the replica holds for slot index (chosen,
 // accepted, or proposed by it as leader). The entry must not be modified.
 func (r *Replica) Entry(index uint64) (consensus.Entry, bool) {
-	if index == 0 || index > r.lastIndex() || !r.log[index-1].has {
+	if index <= r.offset || index > r.lastIndex() || !r.at(index).has {
 		return consensus.Entry{}, false
 	}
-	return r.log[index-1].entry, true
+	return r.at(index).entry, true
 }
 
 // RoleTerm reports the role and the ballot round: a leader's or
@@ -303,6 +364,7 @@ func (r *Replica) Tick() {
 	r.now++
 	r.electionElapsed++
 	r.heartbeatElapsed++
+	r.tickSnapshots()
 	switch r.role {
 	case consensus.RoleLeader:
 		if r.electionElapsed >= r.cfg.ElectionTimeoutTicks {
@@ -436,6 +498,9 @@ func (r *Replica) observe(b Ballot) {
 // promises (SelectValue's rule, per slot), else a no-op; and re-proposes
 // each slot not known chosen at its own ballot.
 func (r *Replica) becomeLeader() {
+	// Slots learned chosen during phase 1 need no recovery; they may even
+	// have been compacted since.
+	r.start = max(r.start, r.commit+1)
 	top := r.lastIndex()
 	for _, p := range r.promises {
 		if p != nil && len(p.Entries) > 0 {
@@ -569,6 +634,10 @@ func (r *Replica) Step(msg consensus.Message) error {
 		r.handleLearn(pos, m)
 	case MsgLearnResp:
 		r.handleLearnResp(pos, m)
+	case MsgSnap:
+		r.handleSnap(pos, m)
+	case MsgSnapResp:
+		r.handleSnapResp(pos, m)
 	default:
 		return fmt.Errorf("paxos %d: unknown message type %v from %d", r.id, m.Type, msg.From)
 	}
@@ -588,9 +657,17 @@ func (r *Replica) handlePrepare(pos int, m *Msg) {
 	}
 	// Give the candidate time to finish phase 1.
 	r.electionElapsed = 0
-	resp := &Msg{Type: MsgPromise, Ballot: m.Ballot, Index: m.Index, Commit: r.commit}
-	for i := max(m.Index, 1); i <= r.lastIndex(); i++ {
-		s := &r.log[i-1]
+	resp := &Msg{Type: MsgPromise, Ballot: m.Ballot, Index: max(m.Index, 1), Commit: r.commit}
+	if resp.Index <= r.offset {
+		// The candidate lacks chosen slots this acceptor has compacted: it
+		// reports from its first slot (the candidate will not count the
+		// promise while it is behind it) and sends the candidate its
+		// snapshot.
+		resp.Index = r.offset + 1
+		r.startSnapshot(pos)
+	}
+	for i := resp.Index; i <= r.lastIndex(); i++ {
+		s := r.at(i)
 		if !s.has || (s.accepted.IsZero() && !s.chosen) {
 			continue
 		}
@@ -607,6 +684,14 @@ func (r *Replica) handlePromise(pos int, m *Msg) {
 	}
 	if r.role != consensus.RoleCandidate || m.Ballot != r.ballot || r.promises[pos] != nil {
 		return // stale or duplicate
+	}
+	if m.Index > r.start {
+		// The acceptor compacted slots this candidate has not learned: it
+		// cannot report them, so its promise is not counted until the
+		// candidate has caught up (from the snapshot the acceptor sends);
+		// the prepare is resent meanwhile.
+		r.logger.Debugf("paxos %d: promise from %d reports slots from %d, but phase 1 starts at %d; waiting for its snapshot", r.id, r.peers[pos], m.Index, r.start)
+		return
 	}
 	if len(m.Ballots) != len(m.Entries) {
 		r.logger.Warnf("paxos %d: malformed promise from %d: %d entries, %d ballots", r.id, r.peers[pos], len(m.Entries), len(m.Ballots))
@@ -645,6 +730,11 @@ func (r *Replica) handleAccept(pos int, m *Msg) {
 		if e.Index == 0 {
 			continue
 		}
+		if e.Index <= r.offset {
+			// Compacted, hence chosen: acknowledged like a chosen slot.
+			slots = append(slots, e.Index)
+			continue
+		}
 		s := r.slotAt(e.Index)
 		if !s.chosen {
 			s.entry, s.has, s.accepted = e, true, m.Ballot
@@ -662,7 +752,7 @@ func (r *Replica) handleAccept(pos int, m *Msg) {
 // accepted at b holds the chosen value.
 func (r *Replica) learnCommit(b Ballot, c uint64) {
 	for r.commit < c && r.commit < r.lastIndex() {
-		s := &r.log[r.commit]
+		s := r.at(r.commit + 1)
 		if !s.chosen && !(s.has && s.accepted == b) {
 			break
 		}
@@ -698,7 +788,7 @@ func (r *Replica) handleLearn(pos int, m *Msg) {
 		r.commit++
 	}
 	// Slots after the learned ones may already be chosen here.
-	for r.commit < r.lastIndex() && r.log[r.commit].chosen {
+	for r.commit < r.lastIndex() && r.at(r.commit+1).chosen {
 		r.commit++
 	}
 	if r.role == consensus.RoleLeader {
@@ -720,7 +810,9 @@ func (r *Replica) leaderResponse(pos int, m *Msg) bool {
 	}
 	pr.active = true
 	pr.known = true
-	pr.commit = max(pr.commit, m.Commit)
+	// As last reported, not the highest ever: a restarted peer may have
+	// lost a commit index it wrote without syncing (Ready.SyncOptional).
+	pr.commit = m.Commit
 	return true
 }
 
@@ -734,7 +826,7 @@ func (r *Replica) handleAccepted(pos int, m *Msg) {
 		if i <= r.commit || i > last {
 			continue
 		}
-		s := &r.log[i-1]
+		s := r.at(i)
 		if s.chosen || s.accepted != r.ballot {
 			continue
 		}
@@ -776,6 +868,11 @@ func (r *Replica) maybeSendLearn(pos int, below uint64) {
 	if !pr.known || pr.commit >= below {
 		return
 	}
+	if pr.commit < r.offset {
+		// The peer needs slots compacted away here: it gets the snapshot.
+		r.startSnapshot(pos)
+		return
+	}
 	if pr.learnTo > pr.commit && r.now-pr.learnSentAt < int64(2*r.cfg.HeartbeatTicks) {
 		return // a batch is in flight
 	}
@@ -793,8 +890,8 @@ func (r *Replica) maybeSendLearn(pos int, below uint64) {
 func (r *Replica) batch(lo, hi uint64, want func(*slot) bool) []consensus.Entry {
 	var ents []consensus.Entry
 	size := 0
-	for i := lo; i <= hi && i <= r.lastIndex(); i++ {
-		s := &r.log[i-1]
+	for i := max(lo, r.offset+1); i <= hi && i <= r.lastIndex(); i++ {
+		s := r.at(i)
 		if !want(s) {
 			continue
 		}
@@ -808,7 +905,7 @@ func (r *Replica) batch(lo, hi uint64, want func(*slot) bool) []consensus.Entry 
 }
 
 func (r *Replica) advanceLeaderCommit() {
-	for r.commit < r.lastIndex() && r.log[r.commit].chosen {
+	for r.commit < r.lastIndex() && r.at(r.commit+1).chosen {
 		r.commit++
 	}
 	r.startWaitingReads()
@@ -883,7 +980,7 @@ func (r *Replica) bcastHeartbeat() {
 		}
 	}
 	for i := r.commit + 1; i <= hi; i++ {
-		if s := &r.log[i-1]; !s.chosen && s.sentAt <= retryBefore {
+		if s := r.at(i); !s.chosen && s.sentAt <= retryBefore {
 			s.sentAt = r.now
 		}
 	}
@@ -998,18 +1095,34 @@ func (r *Replica) Ready() consensus.Ready {
 			r.bcastHeartbeat()
 		}
 	}
+	r.sendSnapshots()
 	var rd consensus.Ready
-	r.flushAcceptRecord()
-	if len(r.learnBuf) > 0 {
-		r.recs = append(r.recs, Learn{Entries: r.learnBuf})
-		r.learnBuf = nil
-	}
-	if hs := r.hardState(); hs != r.persisted {
-		r.recs = append(r.recs, hs)
+	if r.checkpointDue {
+		// The checkpoint holds the whole durable state, so it supersedes
+		// the records buffered since the last Ready.
+		r.checkpointDue = false
+		r.accBuf, r.learnBuf, r.recs = nil, nil, nil
+		hs := r.hardState()
+		rd.Persist = []consensus.Record{r.checkpoint(hs)}
 		r.persisted = hs
-	}
-	if len(r.recs) > 0 {
-		rd.Persist, r.recs = r.recs, nil
+	} else {
+		r.flushAcceptRecord()
+		if len(r.learnBuf) > 0 {
+			r.recs = append(r.recs, Learn{Entries: r.learnBuf})
+			r.learnBuf = nil
+		}
+		if hs := r.hardState(); hs != r.persisted {
+			// A change of the commit index alone needs no sync before the
+			// messages go out: nothing acknowledges it (peers learn it as
+			// a fact, the leader re-reads it from every reply), and a
+			// restarted replica learns the slots as chosen again.
+			rd.SyncOptional = len(r.recs) == 0 && hs.Promised == r.persisted.Promised && hs.Tried == r.persisted.Tried
+			r.recs = append(r.recs, hs)
+			r.persisted = hs
+		}
+		if len(r.recs) > 0 {
+			rd.Persist, r.recs = r.recs, nil
+		}
 	}
 	if len(r.msgs) > 0 {
 		rd.Messages, r.msgs = r.msgs, nil
@@ -1017,7 +1130,7 @@ func (r *Replica) Ready() consensus.Ready {
 	if r.emitted < r.commit {
 		ents := make([]consensus.Entry, 0, r.commit-r.emitted)
 		for i := r.emitted + 1; i <= r.commit; i++ {
-			ents = append(ents, r.log[i-1].entry)
+			ents = append(ents, r.at(i).entry)
 		}
 		rd.Committed = ents
 		r.emitted = r.commit
@@ -1025,12 +1138,28 @@ func (r *Replica) Ready() consensus.Ready {
 	if len(r.reads) > 0 {
 		rd.Reads, r.reads = r.reads, nil
 	}
+	rd.Restore, r.restore = r.restore, nil
+	rd.SnapshotWanted, r.snapWanted = r.snapWanted, false
 	return rd
 }
 
 // Advance implements consensus.Replica.
 func (r *Replica) Advance(rd consensus.Ready) {
-	if n := len(rd.Committed); n > 0 {
-		r.applied = max(r.applied, rd.Committed[n-1].Index)
+	if rd.Restore != nil {
+		r.restoring = false
+		r.applied = max(r.applied, rd.Restore.Index)
+	}
+	for i := range rd.Committed {
+		e := &rd.Committed[i]
+		if e.Index <= r.applied {
+			continue
+		}
+		r.applied = e.Index
+		r.sinceSnapEntries++
+		r.sinceSnapBytes += e.Size()
+	}
+	if r.cfg.Snapshots != nil && r.snapshotThresholdReached() {
+		r.snapWanted = true
+		r.sinceSnapEntries, r.sinceSnapBytes = 0, 0
 	}
 }

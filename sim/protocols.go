@@ -43,6 +43,13 @@ func MultiPaxos(adjust ...func(*paxos.Config)) Protocol {
 		New: func(nc NodeConfig) (consensus.Replica, error) {
 			cfg := paxos.DefaultConfig(nc.ID, nc.Peers, nc.Rand)
 			cfg.Snapshots = nc.Snapshots
+			if nc.SnapshotEntries > 0 {
+				cfg.SnapshotEntries = nc.SnapshotEntries
+				cfg.CompactionRetainEntries = min(cfg.CompactionRetainEntries, nc.SnapshotEntries/4)
+			}
+			if nc.SnapshotChunkBytes > 0 {
+				cfg.SnapshotChunkBytes = nc.SnapshotChunkBytes
+			}
 			for _, f := range adjust {
 				f(&cfg)
 			}

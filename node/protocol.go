@@ -3,7 +3,6 @@ package node
 import (
 	"fmt"
 	"maps"
-	"reflect"
 	"slices"
 	"strings"
 
@@ -147,31 +146,14 @@ func newPaxosConfig(s *replicaSettings) protocolConfig {
 	c.ElectionTimeoutTicks = s.ElectionTicks
 	c.HeartbeatTicks = s.HeartbeatTicks
 	c.MsgBytesMax, c.EntryBytesMax = s.messageLimits(c.MsgBytesMax, c.EntryBytesMax)
-	// The store is handed over so that compaction works once the protocol
-	// implements consensus.Compactor; until then it is unused and the
-	// replica never asks for a snapshot.
 	c.Snapshots = s.Snapshots
-	// paxos.Config is gaining raft's snapshot thresholds (work in
-	// progress); set them where they exist, so that the node builds and
-	// runs both before and after. TestSnapshotCatchUp/multipaxos checks
-	// they take effect once the replica is a Compactor.
-	// TODO: plain assignments, as for raft, once paxos.Config has them.
-	setIntField(&c, "SnapshotEntries", s.SnapshotEntries)
-	setIntField(&c, "CompactionRetainEntries", s.SnapshotRetainEntries)
-	setIntField(&c, "SnapshotChunkBytes", s.SnapshotChunkBytes)
+	c.SnapshotEntries = s.SnapshotEntries
+	c.CompactionRetainEntries = s.SnapshotRetainEntries
+	c.SnapshotChunkBytes = s.SnapshotChunkBytes
 	c.Logger = s.Logger
 	return paxosConfig{c}
 }
 
 func (c paxosConfig) newReplica(durable []consensus.Record) (consensus.Replica, error) {
 	return paxos.New(c.Config, durable)
-}
-
-// setIntField sets the int field named name of the struct *cfg points to,
-// if it has one.
-func setIntField(cfg any, name string, v int) {
-	f := reflect.ValueOf(cfg).Elem().FieldByName(name)
-	if f.IsValid() && f.CanSet() && f.Kind() == reflect.Int {
-		f.SetInt(int64(v))
-	}
 }

@@ -307,7 +307,7 @@ func (s *summary) print(w io.Writer, protocol string, wall time.Duration) {
 		f.Crash, f.CrashLeader, f.CrashMidReady, f.Restart, f.Partition, f.AsymmetricPartition, f.Clog, f.Pause)
 	fmt.Fprintf(w, "  disk faults    %d power cuts at an exact disk operation, %d crashes between write and fsync, %d failed fsyncs, %d corrupted logs (%d refused to start, %d unnoticed)\n",
 		f.CrashAtDiskOp, f.CrashMidPersist, f.DiskFailure, f.Corruption, f.RefusedStart, f.CorruptionUnnoticed)
-	fmt.Fprintf(w, "  snapshots      %d taken, %d installed from a leader\n", s.snapshots, s.installed)
+	fmt.Fprintf(w, "  snapshots      %d taken, %d installed from a peer\n", s.snapshots, s.installed)
 	if secs := s.runWall.Seconds(); secs > 0 {
 		fmt.Fprintf(w, "  speed          %.0f simulated ticks and %.0f messages per wall second per run\n",
 			s.ticks/secs, float64(s.delivered)/secs)

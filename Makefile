@@ -1,5 +1,7 @@
 # synod developer targets. The default test run is `go test ./...`.
 GO ?= go
+# PROTOCOL picks the protocol of `make sim` and `make soak` (raft, multipaxos).
+PROTOCOL ?= raft
 
 .PHONY: test race vet sim soak bench bench-core ci
 
@@ -7,7 +9,7 @@ test:
 	$(GO) test ./...
 
 race:
-	$(GO) test -race -short ./sim/... ./cmd/... ./storage/...
+	$(GO) test -race -short ./sim/... ./cmd/... ./storage/... ./transport/... ./server/... ./node/...
 
 vet:
 	$(GO) vet ./...
@@ -15,18 +17,19 @@ vet:
 
 # The CI swarm: 300 seeds, each drawing its own cluster size and fault mix.
 sim:
-	$(GO) run ./cmd/synod sim --protocol raft --seeds 1-300
+	$(GO) run ./cmd/synod sim --protocol $(PROTOCOL) --seeds 1-300
 
 # A long soak: 10,000 seeds. Takes a while; prints every failing seed.
+# `make soak PROTOCOL=multipaxos` soaks Multi-Paxos.
 soak:
-	$(GO) run ./cmd/synod sim --protocol raft --seeds 1-10000
+	$(GO) run ./cmd/synod sim --protocol $(PROTOCOL) --seeds 1-10000
 
 # Core benchmarks: synod's Raft against etcd-io/raft and hashicorp/raft, in process.
 bench-core:
 	cd bench && $(GO) run ./cmd/corebench
 
 bench: bench-core
-	$(GO) test -run '^$$' -bench . -benchmem ./raft/ ./sim/
+	$(GO) test -run '^$$' -bench . -benchmem ./raft/ ./paxos/ ./sim/
 
 ci:
 	bash .ci/run

@@ -1,0 +1,207 @@
+package epaxos
+
+import (
+	"encoding/binary"
+	"fmt"
+
+	"github.com/synod-io/synod/consensus"
+)
+
+// Record tags of the durable encoding. A tag is never reused.
+const recordTagInstance byte = 1
+
+// formatVersion is written before every record and message.
+const formatVersion byte = 1
+
+// Codec encodes EPaxos' durable records (Instance, by value or pointer) and
+// decodes them (as values). It implements consensus.RecordCodec.
+//
+// Instance encoding: version, tag, replica, instance, status, promised
+// (round, node), accepted (round, node), flags (bit 0: no-op), seq, deps
+// (count, then replica and instance each), and the command as
+// consensus.AppendEntry encodes an entry with zero index, term and type.
+var Codec consensus.RecordCodec = codec{}
+
+type codec struct{}
+
+func (codec) AppendRecord(buf []byte, r consensus.Record) ([]byte, error) {
+	var in *Instance
+	switch v := r.(type) {
+	case Instance:
+		in = &v
+	case *Instance:
+		in = v
+	default:
+		return buf, fmt.Errorf("epaxos: cannot encode record of type %T", r)
+	}
+	if err := in.validate(); err != nil {
+		return buf, fmt.Errorf("epaxos: cannot encode: %w", err)
+	}
+	if err := checkBounds(&in.Command, len(in.Deps)); err != nil {
+		return buf, err
+	}
+	buf = append(buf, formatVersion, recordTagInstance)
+	buf = appendID(buf, in.ID)
+	buf = append(buf, byte(in.Status))
+	buf = appendBallot(buf, in.Promised)
+	buf = appendBallot(buf, in.Accepted)
+	return appendBody(buf, in.NoOp, &in.Command, in.Seq, in.Deps), nil
+}
+
+func (codec) DecodeRecord(data []byte) (consensus.Record, error) {
+	d := consensus.NewDecoder(data)
+	if v := d.Byte(); d.Err() == nil && v != formatVersion {
+		return nil, fmt.Errorf("%w: epaxos record format version %d", consensus.ErrMalformed, v)
+	}
+	if t := d.Byte(); d.Err() == nil && t != recordTagInstance {
+		return nil, fmt.Errorf("%w: epaxos record tag %d", consensus.ErrMalformed, t)
+	}
+	var in Instance
+	in.ID = readID(d)
+	in.Status = Status(d.Byte())
+	in.Promised = readBallot(d)
+	in.Accepted = readBallot(d)
+	var bad error
+	in.NoOp, in.Command, in.Seq, in.Deps, bad = readBody(d)
+	d.End()
+	if err := d.Err(); err != nil {
+		return nil, fmt.Errorf("epaxos: %w", err)
+	}
+	if bad != nil {
+		return nil, bad
+	}
+	if err := in.validate(); err != nil {
+		return nil, fmt.Errorf("%w: epaxos: %v", consensus.ErrMalformed, err)
+	}
+	return in, nil
+}
+
+func checkBounds(cmd *consensus.Command, deps int) error {
+	if len(cmd.Data) > consensus.EncodedBytesMax || len(cmd.Keys) > consensus.EncodedKeysMax || deps > DepsMax {
+		return fmt.Errorf("epaxos: cannot encode: command or dependencies out of bounds")
+	}
+	for _, k := range cmd.Keys {
+		if len(k) > consensus.EncodedBytesMax {
+			return fmt.Errorf("epaxos: cannot encode: key out of bounds")
+		}
+	}
+	return nil
+}
+
+func appendID(buf []byte, id InstanceID) []byte {
+	buf = binary.AppendUvarint(buf, uint64(id.Replica))
+	return binary.AppendUvarint(buf, id.Instance)
+}
+
+func readID(d *consensus.Decoder) InstanceID {
+	return InstanceID{Replica: consensus.NodeID(d.Uvarint()), Instance: d.Uvarint()}
+}
+
+func appendBallot(buf []byte, b Ballot) []byte {
+	buf = binary.AppendUvarint(buf, b.Round)
+	return binary.AppendUvarint(buf, uint64(b.Node))
+}
+
+func readBallot(d *consensus.Decoder) Ballot {
+	return Ballot{Round: d.Uvarint(), Node: consensus.NodeID(d.Uvarint())}
+}
+
+const flagNoOp byte = 1
+
+func appendBody(buf []byte, noop bool, cmd *consensus.Command, seq uint64, deps []InstanceID) []byte {
+	var flags byte
+	if noop {
+		flags |= flagNoOp
+	}
+	buf = append(buf, flags)
+	buf = binary.AppendUvarint(buf, seq)
+	buf = binary.AppendUvarint(buf, uint64(len(deps)))
+	for _, id := range deps {
+		buf = appendID(buf, id)
+	}
+	return consensus.AppendEntry(buf, &consensus.Entry{Command: *cmd})
+}
+
+// readBody reads what appendBody wrote. bad reports a well-formed
+// encoding of values appendBody never writes (unknown flags, an entry
+// header that is not zero).
+func readBody(d *consensus.Decoder) (noop bool, cmd consensus.Command, seq uint64, deps []InstanceID, bad error) {
+	flags := d.Byte()
+	if d.Err() == nil && flags&^flagNoOp != 0 {
+		bad = fmt.Errorf("%w: epaxos: unknown flags %#x", consensus.ErrMalformed, flags)
+	}
+	noop = flags&flagNoOp != 0
+	seq = d.Uvarint()
+	if n := d.Count(2, DepsMax); n > 0 {
+		deps = make([]InstanceID, n)
+		for i := range deps {
+			deps[i] = readID(d)
+		}
+	}
+	e := d.Entry()
+	if d.Err() == nil && bad == nil && (e.Index != 0 || e.Term != 0 || e.Type != consensus.EntryNormal) {
+		bad = fmt.Errorf("%w: epaxos: command header not zero", consensus.ErrMalformed)
+	}
+	return noop, e.Command, seq, deps, bad
+}
+
+// MessageCodec encodes EPaxos message payloads (*Msg) for a transport and
+// decodes them into *Msg. It implements consensus.MessageCodec.
+//
+// Encoding: version, type, ballot (round, node), instance (replica,
+// number), changed (one byte), then flags, seq, deps and command as in an
+// Instance record. Every field is written whatever the type, so decoding
+// what was encoded gives an equal message.
+var MessageCodec consensus.MessageCodec = msgCodec{}
+
+type msgCodec struct{}
+
+func (msgCodec) AppendMessage(buf []byte, p consensus.Payload) ([]byte, error) {
+	m, ok := p.(*Msg)
+	if !ok || m == nil {
+		return buf, fmt.Errorf("epaxos: cannot encode message payload %T", p)
+	}
+	if m.Type == 0 || m.Type > msgTypeLast {
+		return buf, fmt.Errorf("epaxos: cannot encode message of unknown type %d", m.Type)
+	}
+	if err := checkBounds(&m.Command, len(m.Deps)); err != nil {
+		return buf, err
+	}
+	buf = append(buf, formatVersion, byte(m.Type))
+	buf = appendBallot(buf, m.Ballot)
+	buf = appendID(buf, m.ID)
+	var changed byte
+	if m.Changed {
+		changed = 1
+	}
+	buf = append(buf, changed)
+	return appendBody(buf, m.NoOp, &m.Command, m.Seq, m.Deps), nil
+}
+
+func (msgCodec) DecodeMessage(data []byte) (consensus.Payload, error) {
+	d := consensus.NewDecoder(data)
+	if v := d.Byte(); d.Err() == nil && v != formatVersion {
+		return nil, fmt.Errorf("%w: epaxos message format version %d", consensus.ErrMalformed, v)
+	}
+	m := &Msg{Type: MsgType(d.Byte())}
+	if d.Err() == nil && (m.Type == 0 || m.Type > msgTypeLast) {
+		return nil, fmt.Errorf("%w: epaxos message type %d", consensus.ErrMalformed, m.Type)
+	}
+	m.Ballot = readBallot(d)
+	m.ID = readID(d)
+	changed := d.Byte()
+	if d.Err() == nil && changed > 1 {
+		return nil, fmt.Errorf("%w: epaxos message changed byte %d", consensus.ErrMalformed, changed)
+	}
+	m.Changed = changed == 1
+	var bad error
+	m.NoOp, m.Command, m.Seq, m.Deps, bad = readBody(d)
+	d.End()
+	if err := d.Err(); err != nil {
+		return nil, fmt.Errorf("epaxos: %w", err)
+	}
+	if bad != nil {
+		return nil, bad
+	}
+	return m, nil
+}

@@ -1,0 +1,394 @@
+package epaxos
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"testing"
+
+	"github.com/synod-io/synod/consensus"
+)
+
+func ids(n int) []consensus.NodeID {
+	out := make([]consensus.NodeID, n)
+	for i := range out {
+		out[i] = consensus.NodeID(i + 1)
+	}
+	return out
+}
+
+func newReplica(t *testing.T, id consensus.NodeID, n int, durable []consensus.Record, adjust ...func(*Config)) *Replica {
+	t.Helper()
+	cfg := DefaultConfig(id, ids(n))
+	for _, f := range adjust {
+		f(&cfg)
+	}
+	r, err := New(cfg, durable)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func put(key string, data string) consensus.Command {
+	return consensus.Command{Keys: []string{key}, Data: []byte(data)}
+}
+
+func TestFastQuorumSizes(t *testing.T) {
+	for _, c := range []struct{ n, f, fq int }{{1, 0, 1}, {3, 1, 2}, {5, 2, 3}, {7, 3, 5}, {9, 4, 6}, {11, 5, 8}} {
+		if got := MaxFailures(c.n); got != c.f {
+			t.Errorf("MaxFailures(%d) = %d, want %d", c.n, got, c.f)
+		}
+		if got := FastQuorum(c.n); got != c.fq {
+			t.Errorf("FastQuorum(%d) = %d, want %d", c.n, got, c.fq)
+		}
+	}
+}
+
+func TestPreAcceptDecision(t *testing.T) {
+	for _, n := range []int{3, 5, 7, 9} {
+		fq, maj := FastQuorum(n), consensus.Majority(n)
+		for replies := 0; replies < n; replies++ {
+			have := replies + 1
+			// Unchanged replies at the initial ballot.
+			want := decideWait
+			if have >= fq {
+				want = decideFast
+			}
+			if got := preAcceptDecision(n, replies, false, true, false); got != want {
+				t.Errorf("n=%d replies=%d unchanged: %v, want %v", n, replies, got, want)
+			}
+			// One changed reply: slow once a majority answered.
+			want = decideWait
+			if have >= maj {
+				want = decideSlow
+			}
+			if got := preAcceptDecision(n, replies, true, true, false); got != want {
+				t.Errorf("n=%d replies=%d changed: %v, want %v", n, replies, got, want)
+			}
+			// Unchanged but timed out before a fast quorum: slow with a majority.
+			want = decideWait
+			switch {
+			case have >= fq:
+				want = decideFast
+			case have >= maj:
+				want = decideSlow
+			}
+			if got := preAcceptDecision(n, replies, false, true, true); got != want {
+				t.Errorf("n=%d replies=%d timed out: %v, want %v", n, replies, got, want)
+			}
+			// Not the initial ballot: never fast.
+			if got := preAcceptDecision(n, replies, false, false, false); got == decideFast {
+				t.Errorf("n=%d replies=%d non-initial ballot decided fast", n, replies)
+			}
+		}
+	}
+}
+
+// takeMsgs returns and clears r's pending messages of type typ.
+func takeMsgs(r *Replica, typ MsgType) []*Msg {
+	rd := r.Ready()
+	r.Advance(rd)
+	var out []*Msg
+	for _, m := range rd.Messages {
+		if p := m.Payload.(*Msg); p.Type == typ {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func reply(t *testing.T, r *Replica, from consensus.NodeID, m *Msg) {
+	t.Helper()
+	if err := r.Step(consensus.Message{From: from, To: r.id, Payload: m}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestFastAndSlowPathAtLeader drives a leader by hand for N = 3, 5, 7, 9.
+func TestFastAndSlowPathAtLeader(t *testing.T) {
+	for _, n := range []int{3, 5, 7, 9} {
+		t.Run(fmt.Sprint("N=", n), func(t *testing.T) {
+			fq := FastQuorum(n)
+			id := InstanceID{1, 1}
+			// Fast: fq-1 unchanged replies commit; fq-2 do not.
+			r := newReplica(t, 1, n, nil)
+			if err := r.Propose(put("k", "a")); err != nil {
+				t.Fatal(err)
+			}
+			if got := len(takeMsgs(r, MsgPreAccept)); got != n-1 {
+				t.Fatalf("sent %d PreAccepts, want %d", got, n-1)
+			}
+			for i := 0; i < fq-1; i++ {
+				in, _ := r.Instance(id)
+				if in.Status != StatusPreAccepted {
+					t.Fatalf("committed after %d replies (fast quorum %d)", i+1, fq)
+				}
+				reply(t, r, consensus.NodeID(i+2), &Msg{Type: MsgPreAcceptOK, Ballot: Ballot{Node: 1}, ID: id, Seq: 1})
+			}
+			if in, _ := r.Instance(id); in.Status != StatusCommitted {
+				t.Fatalf("not committed on the fast path after %d replies: %v", fq-1, in)
+			}
+			if len(takeMsgs(r, MsgCommit)) != n-1 {
+				t.Fatal("no Commit broadcast")
+			}
+
+			// Slow: one reply changed (a new dependency, higher seq).
+			r = newReplica(t, 1, n, nil)
+			if err := r.Propose(put("k", "a")); err != nil {
+				t.Fatal(err)
+			}
+			takeMsgs(r, MsgPreAccept)
+			other := InstanceID{2, 7}
+			reply(t, r, 2, &Msg{Type: MsgPreAcceptOK, Ballot: Ballot{Node: 1}, ID: id, Seq: 3, Deps: []InstanceID{other}, Changed: true})
+			for i := 1; i < consensus.Majority(n)-1; i++ {
+				reply(t, r, consensus.NodeID(i+2), &Msg{Type: MsgPreAcceptOK, Ballot: Ballot{Node: 1}, ID: id, Seq: 1})
+			}
+			in, _ := r.Instance(id)
+			if in.Status != StatusAccepted || in.Seq != 3 || !slices.Equal(in.Deps, []InstanceID{other}) {
+				t.Fatalf("want slow path with seq 3 deps [2.7], got %v", in)
+			}
+			acc := takeMsgs(r, MsgAccept)
+			if len(acc) != n-1 {
+				t.Fatalf("sent %d Accepts", len(acc))
+			}
+			for i := 0; i < consensus.Majority(n)-1; i++ {
+				reply(t, r, consensus.NodeID(i+2), &Msg{Type: MsgAcceptOK, Ballot: Ballot{Node: 1}, ID: id})
+			}
+			if in, _ := r.Instance(id); in.Status != StatusCommitted || in.Seq != 3 {
+				t.Fatalf("slow path did not commit: %v", in)
+			}
+
+			// Matching replies one short of the fast quorum: wait, then
+			// the slow path after RetryTicks (if a majority answered).
+			if fq > consensus.Majority(n) {
+				r = newReplica(t, 1, n, nil)
+				r.Propose(put("k", "a"))
+				takeMsgs(r, MsgPreAccept)
+				for i := 0; i < fq-2; i++ {
+					reply(t, r, consensus.NodeID(i+2), &Msg{Type: MsgPreAcceptOK, Ballot: Ballot{Node: 1}, ID: id, Seq: 1})
+				}
+				if in, _ := r.Instance(id); in.Status != StatusPreAccepted {
+					t.Fatalf("%d matching replies (fast quorum %d) decided: %v", fq-1, fq, in)
+				}
+				for i := 0; i < r.cfg.RetryTicks; i++ {
+					r.Tick()
+				}
+				if in, _ := r.Instance(id); in.Status != StatusAccepted {
+					t.Fatalf("no slow path after timeout: %v", in)
+				}
+			}
+		})
+	}
+}
+
+func TestDependenciesByKey(t *testing.T) {
+	r := newReplica(t, 2, 3, nil)
+	pre := func(id InstanceID, keys ...string) *Msg {
+		reply(t, r, id.Replica, &Msg{Type: MsgPreAccept, Ballot: Ballot{Node: id.Replica}, ID: id, Command: consensus.Command{Keys: keys}, Seq: 1})
+		oks := takeMsgs(r, MsgPreAcceptOK)
+		if len(oks) != 1 {
+			t.Fatalf("got %d replies", len(oks))
+		}
+		return oks[0]
+	}
+	if m := pre(InstanceID{1, 1}, "a"); m.Changed || len(m.Deps) != 0 {
+		t.Fatalf("first command got %v", m)
+	}
+	if m := pre(InstanceID{3, 1}, "b"); m.Changed || len(m.Deps) != 0 {
+		t.Fatalf("command on another key got %v", m)
+	}
+	m := pre(InstanceID{3, 2}, "a", "c")
+	if !m.Changed || m.Seq != 2 || !slices.Equal(m.Deps, []InstanceID{{1, 1}}) {
+		t.Fatalf("conflicting command got %v", m)
+	}
+	// Latest instance of each replica on each key: 1.1 and 3.2 on a, 3.1 on b.
+	m = pre(InstanceID{1, 2}, "a", "b")
+	if !slices.Equal(m.Deps, []InstanceID{{1, 1}, {3, 1}, {3, 2}}) || m.Seq != 3 {
+		t.Fatalf("command on a and b got %v", m)
+	}
+	// Own proposal on a depends on the latest of each replica on a.
+	r.Propose(put("a", "x"))
+	in, _ := r.Instance(InstanceID{2, 1})
+	if !slices.Equal(in.Deps, []InstanceID{{1, 2}, {3, 2}}) || in.Seq != 4 {
+		t.Fatalf("own proposal attributes %v", in)
+	}
+	// A command without keys conflicts with nothing.
+	r.Propose(consensus.Command{Data: []byte("nokeys")})
+	if in, _ := r.Instance(InstanceID{2, 2}); len(in.Deps) != 0 || in.Seq != 1 {
+		t.Fatalf("keyless command attributes %v", in)
+	}
+}
+
+func committed(id InstanceID, seq uint64, key string, deps ...InstanceID) Instance {
+	return Instance{ID: id, Status: StatusCommitted, Promised: Ballot{Node: id.Replica}, Accepted: Ballot{Node: id.Replica},
+		Command: put(key, id.String()), Seq: seq, Deps: normDeps(deps)}
+}
+
+func executeAll(t *testing.T, r *Replica) []string {
+	t.Helper()
+	var out []string
+	for range 1000 {
+		rd := r.Ready()
+		for _, e := range rd.Committed {
+			if e.Index != uint64(len(out))+1 || e.Term != 0 {
+				t.Fatalf("entry index %d term %d, want %d and 0", e.Index, e.Term, len(out)+1)
+			}
+			out = append(out, string(e.Command.Data))
+		}
+		r.Advance(rd)
+		if rd.Empty() && len(r.exec.frames) == 0 {
+			break
+		}
+	}
+	return out
+}
+
+// graph is a committed dependency graph with cycles: 1.1 <-> 2.1 (equal
+// seq), a chain into a three-cycle, and an independent key.
+func graph() []Instance {
+	return []Instance{
+		committed(InstanceID{1, 1}, 1, "a", InstanceID{2, 1}),
+		committed(InstanceID{2, 1}, 1, "a", InstanceID{1, 1}),
+		committed(InstanceID{3, 1}, 2, "a", InstanceID{1, 1}, InstanceID{2, 1}, InstanceID{1, 2}),
+		committed(InstanceID{1, 2}, 3, "a", InstanceID{3, 1}, InstanceID{2, 1}),
+		committed(InstanceID{2, 2}, 2, "a", InstanceID{1, 2}),
+		committed(InstanceID{3, 2}, 4, "a", InstanceID{2, 2}),
+		committed(InstanceID{2, 3}, 5, "a", InstanceID{3, 2}, InstanceID{1, 3}),
+		committed(InstanceID{1, 3}, 5, "a", InstanceID{2, 3}),
+		committed(InstanceID{3, 3}, 1, "z"),
+	}
+}
+
+func TestExecutionOrderDeterministic(t *testing.T) {
+	want := []string{"1.1", "2.1", "3.1", "1.2", "2.2", "3.2", "1.3", "2.3"}
+	rng := rand.New(rand.NewPCG(1, 2))
+	for trial := range 50 {
+		g := graph()
+		rng.Shuffle(len(g), func(i, j int) { g[i], g[j] = g[j], g[i] })
+		recs := make([]consensus.Record, len(g))
+		for i := range g {
+			recs[i] = g[i]
+		}
+		steps := 1 + rng.IntN(6) // a tiny budget, to exercise suspension
+		r := newReplica(t, 1, 3, recs, func(c *Config) { c.ExecuteStepsMax = steps })
+		got := executeAll(t, r)
+		var onA []string
+		for _, s := range got {
+			if s != "3.3" {
+				onA = append(onA, s)
+			}
+		}
+		if !slices.Equal(onA, want) || len(got) != len(g) {
+			t.Fatalf("trial %d (budget %d): executed %v, want %v plus 3.3", trial, steps, got, want)
+		}
+	}
+}
+
+func TestExecutionWaitsForUncommitted(t *testing.T) {
+	a := committed(InstanceID{1, 1}, 2, "a", InstanceID{2, 1})
+	b := committed(InstanceID{3, 1}, 1, "b")
+	r := newReplica(t, 1, 3, []consensus.Record{a, b})
+	if got := executeAll(t, r); !slices.Equal(got, []string{"3.1"}) {
+		t.Fatalf("executed %v, want only 3.1 (1.1 waits for 2.1)", got)
+	}
+	// 2.1 arrives pre-accepted: still waiting.
+	reply(t, r, 2, &Msg{Type: MsgPreAccept, Ballot: Ballot{Node: 2}, ID: InstanceID{2, 1}, Command: put("a", "2.1"), Seq: 1})
+	if got := executeAll(t, r); len(got) != 0 {
+		t.Fatalf("executed %v before 2.1 committed", got)
+	}
+	reply(t, r, 2, &Msg{Type: MsgCommit, Ballot: Ballot{Node: 2}, ID: InstanceID{2, 1}, Command: put("a", "2.1"), Seq: 1})
+	rd := r.Ready()
+	var got []string
+	for _, e := range rd.Committed {
+		got = append(got, string(e.Command.Data))
+	}
+	if !slices.Equal(got, []string{"2.1", "1.1"}) || rd.Committed[0].Index != 2 {
+		t.Fatalf("executed %v (first index %d), want [2.1 1.1] from index 2", got, rd.Committed[0].Index)
+	}
+}
+
+// TestExecutorBounded: one Ready never takes more than ExecuteStepsMax
+// steps, and a component far larger than the budget still executes.
+func TestExecutorBounded(t *testing.T) {
+	const n = 500
+	var recs []consensus.Record
+	for i := 1; i <= n; i++ {
+		next := InstanceID{consensus.NodeID(i%3 + 1), uint64(i/3 + 1)}
+		nxt := i%n + 1
+		dep := InstanceID{consensus.NodeID(nxt%3 + 1), uint64(nxt/3 + 1)}
+		recs = append(recs, committed(next, uint64(n-i), "k", dep)) // one big cycle
+	}
+	r := newReplica(t, 1, 3, recs, func(c *Config) { c.ExecuteStepsMax = 16 })
+	readys := 0
+	total := 0
+	for total < n {
+		rd := r.Ready()
+		total += len(rd.Committed)
+		r.Advance(rd)
+		readys++
+		if readys > 10*n {
+			t.Fatalf("only %d of %d executed after %d Readys", total, n, readys)
+		}
+	}
+	if readys < 2*n/16 {
+		t.Fatalf("executed %d instances in %d Readys with a budget of 16 steps", n, readys)
+	}
+}
+
+func TestReadIndexAndPropose(t *testing.T) {
+	r := newReplica(t, 3, 5, nil)
+	if err := r.ReadIndex([]byte("x")); err != ErrReadThroughLog {
+		t.Fatalf("ReadIndex: %v", err)
+	}
+	if err := r.Propose(put("k", "v")); err != nil {
+		t.Fatal(err)
+	}
+	if st := r.Status(); st.Role != consensus.RolePeer || st.LastIndex != 1 {
+		t.Fatalf("status %+v", st)
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	bad := []func(*Config){
+		func(c *Config) { c.ID = 0 },
+		func(c *Config) { c.ID = 9 },
+		func(c *Config) { c.Peers = append(c.Peers, 1) },
+		func(c *Config) { c.RetryTicks = 0 },
+		func(c *Config) { c.ExecuteStepsMax = 0 },
+		func(c *Config) { c.InflightMax = 0 },
+	}
+	for i, f := range bad {
+		cfg := DefaultConfig(1, ids(3))
+		f(&cfg)
+		if cfg.Validate() == nil {
+			t.Errorf("bad config %d validated", i)
+		}
+	}
+	if err := DefaultConfig(1, ids(3)).Validate(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestRebuild: New from the durable records restores instances and the
+// instance counter.
+func TestRebuild(t *testing.T) {
+	r := newReplica(t, 1, 3, nil)
+	r.Propose(put("k", "a"))
+	id := InstanceID{1, 1}
+	reply(t, r, 2, &Msg{Type: MsgPreAcceptOK, Ballot: Ballot{Node: 1}, ID: id, Seq: 1})
+	rd := r.Ready()
+	r.Advance(rd)
+	r2, err := New(DefaultConfig(1, ids(3)), rd.Persist)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in, _ := r2.Instance(id)
+	want, _ := r.Instance(id)
+	if in.Status != StatusCommitted || in.Seq != want.Seq || r2.next != 2 {
+		t.Fatalf("rebuilt %v next %d", in, r2.next)
+	}
+	if got := executeAll(t, r2); !slices.Equal(got, []string{"a"}) {
+		t.Fatalf("rebuilt replica executed %v", got)
+	}
+}

@@ -1,0 +1,140 @@
+// Package epaxos is the core of Egalitarian Paxos (Moraru, Andersen,
+// Kaminsky, "There Is More Consensus in Egalitarian Parliaments", SOSP
+// 2013, and the technical report CMU-PDL-13-111): a leaderless replication
+// protocol in which every replica leads the commands proposed to it, and
+// commands order only against commands they conflict with. It is a pure,
+// deterministic state machine on the consensus contract, like the other
+// cores. This is the first slice: the commit protocol without recovery,
+// and the executor.
+//
+// # Instances and conflicts
+//
+// Each replica R owns an instance space; its k-th proposal is instance
+// R.k (InstanceID). Two commands conflict when their Command.Keys share a
+// key; a command with no keys conflicts with nothing. Each instance carries
+// attributes: seq (a sequence number) and deps (the set of instances it
+// depends on). A replica keeps a per-key conflict index: for each key, the
+// highest instance of each replica's space that touches it, and the highest
+// seq among those instances. A command's attributes are computed from the
+// index alone, never by scanning all instances: deps is the latest instance
+// of each replica on each of its keys, seq one above the highest seq on
+// its keys. Earlier instances of a space on the same key are reached
+// transitively: the leader of R.j knew its own R.i < R.j on that key when
+// it pre-accepted R.j, and committed deps only grow from the leader's
+// original ones. Deps are explicit instance IDs (not the paper's vector of
+// one instance number per replica), so nothing is sized by N.
+//
+// # Commit protocol
+//
+// Propose works on every replica (Status().Role is RolePeer; there is no
+// NotLeaderError). The leader L computes attributes, persists the instance
+// as pre-accepted, and sends PreAccept to every other replica. A replica
+// merges its own conflicts (seq = max, deps = union), persists, and answers
+// PreAcceptOK with its attributes and whether they changed.
+//
+//   - Fast path: with N = 2F+1, once L holds PreAcceptOK from
+//     FastQuorum(N)-1 other replicas (a fast quorum of F + ⌊(F+1)/2⌋
+//     replicas, L included: 2, 3, 5, 6 for N = 3, 5, 7, 9), all unchanged
+//     from L's ORIGINAL attributes, at the instance's initial ballot, L
+//     commits those attributes. Agreement among the replies alone is not
+//     enough: they must equal what L sent.
+//   - Slow path: once a majority (L included) answered and the fast path is
+//     impossible (a reply changed), or L waited Config.RetryTicks for a
+//     fast quorum, L takes the union of the deps and the highest seq, and
+//     runs Accept (Paxos phase 2) with them; AcceptOK from a majority (L
+//     included) commits.
+//   - Commit is sent to everyone and acknowledged (CommitOK); L resends
+//     PreAccept, Accept or Commit every RetryTicks to the replicas that
+//     have not answered, so a lossy network delays but does not stop it.
+//
+// preAcceptDecision is the decision as a pure function.
+//
+// # Ballots
+//
+// Each instance has ballots (Round, Node); the initial ballot of R.k is
+// {0, R}. Every replica keeps, per instance, the ballot it PROMISED (the
+// highest it has seen; it ignores PreAccept and Accept below it) apart
+// from the ballot under which it last ACCEPTED the attributes it holds.
+// Recovery must report the accepted ballot, never the promised one (the
+// flaw Sutra found, "On the correctness of Egalitarian Paxos", 2019); the
+// state and the durable record carry both already.
+//
+// # Execution
+//
+// The executor walks the graph of committed instances and their deps
+// with Tarjan's algorithm, executes strongly connected components in
+// dependency order (a component runs only when everything it depends on
+// outside itself has run), and orders the instances inside a component by
+// (seq, replica ID, instance number). Every replica therefore executes
+// conflicting commands in the same order. A walk that reaches an instance
+// not committed here stops (components already completed stay executed)
+// and its root waits until that instance commits.
+//
+// The executor runs in Ready and takes at most Config.ExecuteStepsMax
+// steps per Ready (DefaultExecuteStepsMax), so a Ready always returns. A
+// walk that runs out of steps is suspended and resumed at the next Ready,
+// never restarted: committed instances' deps never change, so its state
+// stays valid and a component larger than the budget still completes. A
+// host that gets an empty Ready while a walk is suspended calls Ready
+// again after its next Tick or Step, as hosts do.
+//
+// Executed commands appear in Ready.Committed in execution order. Their
+// Entry.Index is this replica's local execution counter (1, 2, 3, …,
+// counting only commands, not no-ops); it is NOT the same across replicas,
+// which execute non-conflicting commands in different orders. Entry.Term
+// is 0. Status().Applied is the counter, Status().Commit the number of
+// instances known committed here. A replica rebuilt by New executes every
+// committed instance again from counter 1: the host rebuilds its state
+// machine from scratch (there are no snapshots yet).
+//
+// # Reads
+//
+// ReadIndex returns ErrReadThroughLog. No replica can confirm alone that
+// its state is current, so a linearizable read goes through the log: the
+// client proposes the read as a command whose Keys are the keys it reads;
+// it conflicts with every write of those keys and is executed in order
+// with them, and the state machine answers it when it executes.
+//
+// # Durability
+//
+// The only record is Instance: the whole state of one instance (status,
+// promised and accepted ballots, command, seq, deps), emitted whenever it
+// changes and durable before any message that reveals it (Ready.Persist).
+// New replays records (the last per instance wins) and rebuilds the
+// conflict index, the instance counter and the executor's input. Codec
+// and MessageCodec encode records and messages.
+//
+// # Not yet implemented (next slices)
+//
+//   - Recovery. Nothing acts when a leader is suspected. Missing: a
+//     failure suspicion timeout per uncommitted instance known here;
+//     explicit Prepare with a higher ballot {round+1, self}; PrepareOK
+//     carrying the ACCEPTED ballot, status and attributes (not the
+//     promised ballot); the recovery decision of the technical report
+//     (any committed → commit it; any accepted → Accept the highest
+//     accepted ballot's attributes; ⌊N/2⌋ identical pre-accepts at the
+//     initial ballot, none from the leader → TryPreAccept, with its
+//     deferral and conflict checks; some pre-accepts → Accept their
+//     attributes (slow path); none → commit a no-op); refusals (NACK)
+//     carrying the promised ballot so a leader drops an instance it lost;
+//     and the TR's extra condition for the optimized fast quorum (a
+//     dependency in the replies is committed or in the leader's original
+//     set) that recovery's correctness relies on. Until then a replica
+//     silently ignores messages below its promise, and an instance
+//     whose leader crashed before committing, or a leader restarted with
+//     instances in flight (New does not drive them again), blocks every
+//     command that depends on it from executing.
+//   - Catching up a replica that never received a Commit when the leader
+//     is gone (a Commit is resent until acknowledged while the leader
+//     lives).
+//   - Compaction of executed instances (snapshots), batching of commands
+//     in one instance, and the sim/ registration.
+//   - The livelock of "EPaxos Revisited" (NSDI 2021) is only partly
+//     addressed: the bounded, resumable walk keeps every Ready bounded and
+//     lets any finite, fully committed component execute, but a walk that
+//     reaches an instance not yet committed is dropped and retried when
+//     that instance commits; under a continuous stream of conflicting
+//     commands a root can keep meeting newer uncommitted instances, and
+//     each retry walks its component again. The fix (bounding what a root
+//     waits for by seq, as that paper proposes) is for the next slice.
+package epaxos

@@ -1,0 +1,483 @@
+package epaxos
+
+import (
+	"fmt"
+	"slices"
+
+	"github.com/synod-io/synod/consensus"
+)
+
+// inst is one instance's state at this replica: the durable part (Instance)
+// and, if this replica leads it, the leader's volatile bookkeeping.
+type inst struct {
+	Instance
+	lead *leaderState
+}
+
+// leaderState is what the leader of an instance tracks while driving it.
+type leaderState struct {
+	// origSeq and origDeps are the leader's original attributes.
+	origSeq  uint64
+	origDeps []InstanceID
+	// replied holds the replicas that answered the current phase.
+	replied map[consensus.NodeID]bool
+	changed bool
+	// seq and deps merge the PreAccept replies (slow path attributes).
+	seq  uint64
+	deps []InstanceID
+	// commitAcked holds the replicas that acknowledged the commit.
+	commitAcked map[consensus.NodeID]bool
+	// ticks since the current phase's messages were (re)sent.
+	ticks int
+}
+
+// keyIndex is the conflict index of one key: for each replica, the highest
+// instance of its space that touches the key, and the highest seq of any
+// instance touching the key. A new command depends on the latest instance
+// per replica per key; earlier ones are reached transitively (see doc).
+type keyIndex struct {
+	last   map[consensus.NodeID]uint64
+	maxSeq uint64
+}
+
+// Replica is one EPaxos replica. It implements consensus.Replica.
+type Replica struct {
+	cfg   Config
+	id    consensus.NodeID
+	peers []consensus.NodeID
+
+	insts map[InstanceID]*inst
+	keys  map[string]*keyIndex
+	next  uint64 // next instance number of this replica's space
+	// active holds the instances this replica leads that still need
+	// messages: not committed, or commit not acknowledged by everyone.
+	active   map[InstanceID]bool
+	inflight int
+	ncommit  uint64
+
+	exec executor
+
+	persist  []consensus.Record
+	msgs     []consensus.Message
+	executed []consensus.Entry
+	applied  uint64 // execution counter: Entry.Index of the last executed command
+}
+
+var _ consensus.Replica = (*Replica)(nil)
+
+// New returns a replica configured by cfg, rebuilt from durable: every
+// record it ever emitted in Ready.Persist, in order (nil for a new
+// replica). A rebuilt replica executes every committed instance again from
+// execution index 1, so the host rebuilds its state machine from scratch
+// (there are no snapshots yet). Instances this replica led but had not
+// committed are not driven again (that needs recovery; see the doc).
+func New(cfg Config, durable []consensus.Record) (*Replica, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = consensus.DiscardLogger
+	}
+	r := &Replica{
+		cfg:    cfg,
+		id:     cfg.ID,
+		peers:  slices.Clone(cfg.Peers),
+		insts:  map[InstanceID]*inst{},
+		keys:   map[string]*keyIndex{},
+		next:   1,
+		active: map[InstanceID]bool{},
+	}
+	slices.Sort(r.peers)
+	r.exec.init()
+	for i, rec := range durable {
+		var in Instance
+		switch v := rec.(type) {
+		case Instance:
+			in = v
+		case *Instance:
+			in = *v
+		default:
+			return nil, fmt.Errorf("epaxos: record %d has unknown type %T", i, rec)
+		}
+		if err := in.validate(); err != nil {
+			return nil, fmt.Errorf("epaxos: record %d: %w", i, err)
+		}
+		in.Deps = slices.Clone(in.Deps)
+		old := r.insts[in.ID]
+		if old != nil && (in.Status < old.Status || in.Promised.Less(old.Promised)) {
+			return nil, fmt.Errorf("epaxos: record %d moves instance %v backwards", i, in.ID)
+		}
+		r.install(in)
+		if in.ID.Replica == r.id && in.ID.Instance >= r.next {
+			r.next = in.ID.Instance + 1
+		}
+	}
+	return r, nil
+}
+
+// N is the number of replicas.
+func (r *Replica) n() int { return len(r.peers) }
+
+// install stores in as the instance's state, updating the conflict index
+// and the executor.
+func (r *Replica) install(in Instance) *inst {
+	it := r.insts[in.ID]
+	if it == nil {
+		it = &inst{}
+		r.insts[in.ID] = it
+	}
+	wasCommitted := it.Status == StatusCommitted
+	lead := it.lead
+	it.Instance = in
+	it.lead = lead
+	if !in.NoOp {
+		for _, k := range in.Command.Keys {
+			ki := r.keys[k]
+			if ki == nil {
+				ki = &keyIndex{last: map[consensus.NodeID]uint64{}}
+				r.keys[k] = ki
+			}
+			ki.last[in.ID.Replica] = max(ki.last[in.ID.Replica], in.ID.Instance)
+			ki.maxSeq = max(ki.maxSeq, in.Seq)
+		}
+	}
+	if in.Status == StatusCommitted && !wasCommitted {
+		r.ncommit++
+		r.exec.committed(in.ID)
+	}
+	return it
+}
+
+// attributes computes seq and deps for cmd of instance id from the
+// conflict index: deps is the latest instance of each replica on each of
+// the command's keys, seq one above the highest seq on those keys.
+func (r *Replica) attributes(id InstanceID, cmd *consensus.Command) (uint64, []InstanceID) {
+	var seq uint64
+	var deps []InstanceID
+	for _, k := range cmd.Keys {
+		ki := r.keys[k]
+		if ki == nil {
+			continue
+		}
+		seq = max(seq, ki.maxSeq)
+		for rep, n := range ki.last {
+			d := InstanceID{rep, n}
+			if d == id {
+				// The instance itself is indexed: depend on the previous
+				// instance of the same space instead, if it touched k.
+				continue
+			}
+			deps = append(deps, d)
+		}
+	}
+	return seq + 1, normDeps(deps)
+}
+
+// cleanDeps returns a sorted, duplicate-free copy of deps without invalid
+// IDs or id itself, so that a peer's message never makes a record invalid.
+func cleanDeps(id InstanceID, deps []InstanceID) []InstanceID {
+	out := slices.DeleteFunc(slices.Clone(deps), func(d InstanceID) bool {
+		return d == id || d.Replica == consensus.None || d.Instance == 0
+	})
+	if len(out) == 0 {
+		return nil
+	}
+	return normDeps(out)
+}
+
+func (r *Replica) save(it *inst) {
+	rec := it.Instance
+	rec.Deps = slices.Clone(rec.Deps)
+	r.persist = append(r.persist, rec)
+}
+
+func (r *Replica) send(to consensus.NodeID, m *Msg) {
+	r.msgs = append(r.msgs, consensus.Message{From: r.id, To: to, Payload: m})
+}
+
+func (r *Replica) broadcast(m func() *Msg, skip map[consensus.NodeID]bool) {
+	for _, p := range r.peers {
+		if p != r.id && !skip[p] {
+			r.send(p, m())
+		}
+	}
+}
+
+// Propose starts a new instance of this replica's space for cmd. Any
+// replica may propose.
+func (r *Replica) Propose(cmd consensus.Command) error {
+	if r.inflight >= r.cfg.InflightMax {
+		return consensus.ErrProposalDropped
+	}
+	cmd.Keys = slices.Compact(slices.Sorted(slices.Values(cmd.Keys)))
+	id := InstanceID{r.id, r.next}
+	r.next++
+	seq, deps := r.attributes(id, &cmd)
+	b := Ballot{Node: r.id}
+	it := r.install(Instance{ID: id, Status: StatusPreAccepted, Promised: b, Accepted: b, Command: cmd, Seq: seq, Deps: deps})
+	it.lead = &leaderState{origSeq: seq, origDeps: slices.Clone(deps), seq: seq, deps: slices.Clone(deps), replied: map[consensus.NodeID]bool{}}
+	r.active[id] = true
+	r.inflight++
+	r.save(it)
+	r.sendPreAccept(it)
+	r.decidePreAccept(it, false)
+	return nil
+}
+
+func (r *Replica) sendPreAccept(it *inst) {
+	r.broadcast(func() *Msg {
+		return &Msg{Type: MsgPreAccept, Ballot: it.Promised, ID: it.ID, Command: it.Command, Seq: it.lead.origSeq, Deps: slices.Clone(it.lead.origDeps)}
+	}, it.lead.replied)
+}
+
+func (r *Replica) sendAccept(it *inst) {
+	r.broadcast(func() *Msg {
+		return &Msg{Type: MsgAccept, Ballot: it.Promised, ID: it.ID, NoOp: it.NoOp, Command: it.Command, Seq: it.Seq, Deps: slices.Clone(it.Deps)}
+	}, it.lead.replied)
+}
+
+func (r *Replica) sendCommit(it *inst) {
+	r.broadcast(func() *Msg {
+		return &Msg{Type: MsgCommit, Ballot: it.Accepted, ID: it.ID, NoOp: it.NoOp, Command: it.Command, Seq: it.Seq, Deps: slices.Clone(it.Deps)}
+	}, it.lead.commitAcked)
+}
+
+// decidePreAccept acts on the PreAccept replies held for it.
+func (r *Replica) decidePreAccept(it *inst, timedOut bool) {
+	ls := it.lead
+	initial := it.Promised == Ballot{Node: r.id}
+	switch preAcceptDecision(r.n(), len(ls.replied), ls.changed, initial, timedOut) {
+	case decideFast:
+		r.commit(it, ls.origSeq, ls.origDeps)
+	case decideSlow:
+		in := it.Instance
+		in.Status = StatusAccepted
+		in.Seq, in.Deps = ls.seq, slices.Clone(ls.deps)
+		in.Accepted = in.Promised
+		r.install(in)
+		r.save(it)
+		ls.replied = map[consensus.NodeID]bool{}
+		ls.ticks = 0
+		r.sendAccept(it)
+		r.decideAccept(it)
+	}
+}
+
+func (r *Replica) decideAccept(it *inst) {
+	if len(it.lead.replied)+1 >= consensus.Majority(r.n()) {
+		r.commit(it, it.Seq, it.Deps)
+	}
+}
+
+// commit marks an instance this replica leads committed and tells everyone.
+func (r *Replica) commit(it *inst, seq uint64, deps []InstanceID) {
+	in := it.Instance
+	in.Status = StatusCommitted
+	in.Seq, in.Deps = seq, slices.Clone(deps)
+	in.Accepted = in.Promised
+	r.install(in)
+	r.save(it)
+	r.inflight--
+	it.lead.commitAcked = map[consensus.NodeID]bool{}
+	it.lead.ticks = 0
+	r.sendCommit(it)
+	if r.n() == 1 {
+		delete(r.active, it.ID)
+		it.lead = nil
+	}
+}
+
+// Step handles a message from a peer.
+func (r *Replica) Step(m consensus.Message) error {
+	if m.To != r.id {
+		return fmt.Errorf("epaxos: message for %d stepped into %d", m.To, r.id)
+	}
+	msg, ok := m.Payload.(*Msg)
+	if !ok || msg == nil {
+		return fmt.Errorf("epaxos: unknown payload %T", m.Payload)
+	}
+	if !slices.Contains(r.peers, m.From) || m.From == r.id {
+		return fmt.Errorf("epaxos: message from unknown peer %d", m.From)
+	}
+	if msg.ID.Replica == consensus.None || msg.ID.Instance == 0 {
+		return fmt.Errorf("epaxos: message about invalid instance %v", msg.ID)
+	}
+	switch msg.Type {
+	case MsgPreAccept:
+		r.onPreAccept(m.From, msg)
+	case MsgAccept:
+		r.onAccept(m.From, msg)
+	case MsgCommit:
+		r.onCommit(m.From, msg)
+	case MsgPreAcceptOK, MsgAcceptOK, MsgCommitOK:
+		r.onReply(m.From, msg)
+	default:
+		return fmt.Errorf("epaxos: unknown message type %d", msg.Type)
+	}
+	return nil
+}
+
+func (r *Replica) onPreAccept(from consensus.NodeID, m *Msg) {
+	it := r.insts[m.ID]
+	if it != nil && m.Ballot.Less(it.Promised) {
+		return // stale ballot; recovery would answer with a refusal
+	}
+	if it != nil && it.Status >= StatusAccepted {
+		return // a later phase is known; the leader has moved on
+	}
+	if it != nil && it.Status == StatusPreAccepted && it.Accepted == m.Ballot {
+		// A retransmission: answer with the attributes already chosen.
+		r.send(from, &Msg{Type: MsgPreAcceptOK, Ballot: m.Ballot, ID: m.ID, Seq: it.Seq, Deps: slices.Clone(it.Deps), Changed: it.Seq != m.Seq || !slices.Equal(it.Deps, m.Deps)})
+		return
+	}
+	cmd := m.Command
+	seq, deps := r.attributes(m.ID, &cmd)
+	seq = max(seq, m.Seq)
+	deps = unionDeps(deps, cleanDeps(m.ID, m.Deps))
+	it = r.install(Instance{ID: m.ID, Status: StatusPreAccepted, Promised: m.Ballot, Accepted: m.Ballot, Command: cmd, Seq: seq, Deps: deps})
+	r.save(it)
+	r.send(from, &Msg{Type: MsgPreAcceptOK, Ballot: m.Ballot, ID: m.ID, Seq: seq, Deps: slices.Clone(deps), Changed: seq != m.Seq || !slices.Equal(deps, m.Deps)})
+}
+
+func (r *Replica) onAccept(from consensus.NodeID, m *Msg) {
+	if m.NoOp {
+		m.Command = consensus.Command{}
+	}
+	it := r.insts[m.ID]
+	if it != nil && m.Ballot.Less(it.Promised) {
+		return
+	}
+	if it == nil || it.Status < StatusCommitted {
+		it = r.install(Instance{ID: m.ID, Status: StatusAccepted, Promised: m.Ballot, Accepted: m.Ballot, NoOp: m.NoOp, Command: m.Command, Seq: m.Seq, Deps: cleanDeps(m.ID, m.Deps)})
+		r.save(it)
+	}
+	r.send(from, &Msg{Type: MsgAcceptOK, Ballot: m.Ballot, ID: m.ID})
+}
+
+func (r *Replica) onCommit(from consensus.NodeID, m *Msg) {
+	if m.NoOp {
+		m.Command = consensus.Command{}
+	}
+	it := r.insts[m.ID]
+	if it == nil || it.Status < StatusCommitted {
+		promised := m.Ballot
+		if it != nil && promised.Less(it.Promised) {
+			promised = it.Promised
+		}
+		it = r.install(Instance{ID: m.ID, Status: StatusCommitted, Promised: promised, Accepted: m.Ballot, NoOp: m.NoOp, Command: m.Command, Seq: m.Seq, Deps: cleanDeps(m.ID, m.Deps)})
+		r.save(it)
+	}
+	r.send(from, &Msg{Type: MsgCommitOK, Ballot: m.Ballot, ID: m.ID})
+}
+
+func (r *Replica) onReply(from consensus.NodeID, m *Msg) {
+	it := r.insts[m.ID]
+	if it == nil || it.lead == nil || m.Ballot != it.Promised {
+		return
+	}
+	ls := it.lead
+	switch {
+	case m.Type == MsgPreAcceptOK && it.Status == StatusPreAccepted:
+		if ls.replied[from] {
+			return
+		}
+		ls.replied[from] = true
+		if m.Changed || m.Seq != ls.origSeq || !slices.Equal(m.Deps, ls.origDeps) {
+			ls.changed = true
+		}
+		ls.seq = max(ls.seq, m.Seq)
+		ls.deps = unionDeps(ls.deps, cleanDeps(it.ID, m.Deps))
+		r.decidePreAccept(it, false)
+	case m.Type == MsgAcceptOK && it.Status == StatusAccepted:
+		if ls.replied[from] {
+			return
+		}
+		ls.replied[from] = true
+		r.decideAccept(it)
+	case m.Type == MsgCommitOK && it.Status == StatusCommitted:
+		ls.commitAcked[from] = true
+		if len(ls.commitAcked) >= r.n()-1 {
+			delete(r.active, it.ID)
+			it.lead = nil
+		}
+	}
+}
+
+// Tick advances time: a leader resends a phase's messages to replicas
+// that have not answered, and gives up waiting for a fast quorum.
+func (r *Replica) Tick() {
+	ids := make([]InstanceID, 0, len(r.active))
+	for id := range r.active {
+		ids = append(ids, id)
+	}
+	slices.SortFunc(ids, InstanceID.Compare)
+	for _, id := range ids {
+		it := r.insts[id]
+		ls := it.lead
+		ls.ticks++
+		if ls.ticks < r.cfg.RetryTicks {
+			continue
+		}
+		ls.ticks = 0
+		switch it.Status {
+		case StatusPreAccepted:
+			r.decidePreAccept(it, true)
+			if it.Status == StatusPreAccepted {
+				r.sendPreAccept(it)
+			}
+		case StatusAccepted:
+			r.sendAccept(it)
+		case StatusCommitted:
+			r.sendCommit(it)
+		}
+	}
+}
+
+// ReadIndex always fails with ErrReadThroughLog: see the package doc.
+func (r *Replica) ReadIndex([]byte) error { return ErrReadThroughLog }
+
+// Ready returns the work for the host. It runs the executor for at most
+// Config.ExecuteStepsMax steps; the commands it executes are in Committed.
+func (r *Replica) Ready() consensus.Ready {
+	r.exec.run(r, r.cfg.ExecuteStepsMax)
+	return consensus.Ready{
+		Persist:   slices.Clone(r.persist),
+		Messages:  slices.Clone(r.msgs),
+		Committed: slices.Clone(r.executed),
+	}
+}
+
+// Advance drops the work of rd, which the host has done.
+func (r *Replica) Advance(rd consensus.Ready) {
+	r.persist = r.persist[len(rd.Persist):]
+	r.msgs = r.msgs[len(rd.Messages):]
+	r.executed = r.executed[len(rd.Committed):]
+	if len(r.persist) == 0 {
+		r.persist = nil
+	}
+	if len(r.msgs) == 0 {
+		r.msgs = nil
+	}
+	if len(r.executed) == 0 {
+		r.executed = nil
+	}
+}
+
+// Status reports the replica's view: Commit counts committed instances
+// known here, Applied the execution counter (see Entry.Index in the doc),
+// LastIndex the last instance number of this replica's own space.
+func (r *Replica) Status() consensus.Status {
+	return consensus.Status{ID: r.id, Role: consensus.RolePeer, Commit: r.ncommit, Applied: r.applied, LastIndex: r.next - 1}
+}
+
+// Instance returns this replica's state of instance id, for tests and
+// tools.
+func (r *Replica) Instance(id InstanceID) (Instance, bool) {
+	it := r.insts[id]
+	if it == nil {
+		return Instance{}, false
+	}
+	in := it.Instance
+	in.Deps = slices.Clone(in.Deps)
+	return in, true
+}

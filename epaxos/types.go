@@ -1,0 +1,237 @@
+package epaxos
+
+import (
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/synod-io/synod/consensus"
+)
+
+// InstanceID names an instance: the replica that leads it (owns its
+// instance space) and its number in that space, starting at 1.
+type InstanceID struct {
+	Replica  consensus.NodeID
+	Instance uint64
+}
+
+// String formats the ID as "replica.instance".
+func (id InstanceID) String() string {
+	return id.Replica.String() + "." + strconv.FormatUint(id.Instance, 10)
+}
+
+// Compare orders IDs by replica, then instance number.
+func (id InstanceID) Compare(o InstanceID) int {
+	switch {
+	case id.Replica < o.Replica:
+		return -1
+	case id.Replica > o.Replica:
+		return 1
+	case id.Instance < o.Instance:
+		return -1
+	case id.Instance > o.Instance:
+		return 1
+	}
+	return 0
+}
+
+// Ballot orders attempts to decide one instance. The initial ballot of an
+// instance is {0, leader}; a recovering replica would use a higher Round.
+// Ballots compare by Round, then Node. The zero ballot means "none".
+type Ballot struct {
+	Round uint64
+	Node  consensus.NodeID
+}
+
+// IsZero reports whether b is the zero ballot.
+func (b Ballot) IsZero() bool { return b == Ballot{} }
+
+// Less reports whether b orders before o.
+func (b Ballot) Less(o Ballot) bool {
+	return b.Round < o.Round || (b.Round == o.Round && b.Node < o.Node)
+}
+
+// String formats the ballot as "round.node".
+func (b Ballot) String() string {
+	return strconv.FormatUint(b.Round, 10) + "." + b.Node.String()
+}
+
+// Status is how far an instance has progressed at one replica.
+type Status uint8
+
+const (
+	// StatusNone: nothing is known of the instance.
+	StatusNone Status = iota
+	// StatusPreAccepted: the replica pre-accepted attributes for it.
+	StatusPreAccepted
+	// StatusAccepted: the replica accepted attributes (slow path, phase 2).
+	StatusAccepted
+	// StatusCommitted: the command and its attributes are decided.
+	StatusCommitted
+)
+
+const statusLast = StatusCommitted
+
+// String names the status.
+func (s Status) String() string {
+	switch s {
+	case StatusNone:
+		return "none"
+	case StatusPreAccepted:
+		return "preaccepted"
+	case StatusAccepted:
+		return "accepted"
+	case StatusCommitted:
+		return "committed"
+	}
+	return "Status(" + strconv.Itoa(int(s)) + ")"
+}
+
+// normDeps sorts deps and removes duplicates, in place.
+func normDeps(deps []InstanceID) []InstanceID {
+	slices.SortFunc(deps, InstanceID.Compare)
+	return slices.Compact(deps)
+}
+
+// unionDeps merges two sorted, duplicate-free dependency lists into a new one.
+func unionDeps(a, b []InstanceID) []InstanceID {
+	if len(a)+len(b) == 0 {
+		return nil
+	}
+	out := make([]InstanceID, 0, len(a)+len(b))
+	out = append(out, a...)
+	out = append(out, b...)
+	return normDeps(out)
+}
+
+func formatDeps(deps []InstanceID) string {
+	var b strings.Builder
+	b.WriteByte('[')
+	for i, d := range deps {
+		if i > 0 {
+			b.WriteByte(' ')
+		}
+		b.WriteString(d.String())
+	}
+	b.WriteByte(']')
+	return b.String()
+}
+
+// Instance is the durable record of one instance's state at one replica,
+// emitted in Ready.Persist whenever that state changes, before any message
+// that reveals the change. Replaying records, the last one for an instance
+// wins (a record never moves an instance backwards: status and ballots
+// only grow).
+//
+// Promised is the highest ballot the replica promised for the instance (it
+// refuses PreAccept and Accept below it); Accepted is the ballot under which
+// it last pre-accepted or accepted the attributes held here. They are kept
+// apart because recovery must report Accepted, not Promised (Sutra 2019).
+// Invariant: Accepted <= Promised; Status > StatusNone.
+type Instance struct {
+	ID       InstanceID
+	Status   Status
+	Promised Ballot
+	Accepted Ballot
+	// NoOp marks an instance decided to do nothing (only recovery creates
+	// them); Command is then empty.
+	NoOp    bool
+	Command consensus.Command
+	Seq     uint64
+	Deps    []InstanceID
+}
+
+// RecordType implements consensus.Record.
+func (Instance) RecordType() string { return "epaxos.Instance" }
+
+// String formats the record for traces.
+func (in Instance) String() string {
+	return fmt.Sprintf("Instance %v %v promised=%v accepted=%v noop=%t seq=%d deps=%s keys=%q",
+		in.ID, in.Status, in.Promised, in.Accepted, in.NoOp, in.Seq, formatDeps(in.Deps), in.Command.Keys)
+}
+
+func (in *Instance) validate() error {
+	switch {
+	case in.ID.Replica == consensus.None || in.ID.Instance == 0:
+		return fmt.Errorf("instance record with invalid ID %v", in.ID)
+	case in.Status == StatusNone || in.Status > statusLast:
+		return fmt.Errorf("instance record %v with status %v", in.ID, in.Status)
+	case in.Promised.Less(in.Accepted):
+		return fmt.Errorf("instance record %v accepted at %v above its promise %v", in.ID, in.Accepted, in.Promised)
+	case in.NoOp && (in.Command.Keys != nil || in.Command.Data != nil || in.Command.Session != consensus.Session{}):
+		return fmt.Errorf("no-op instance record %v carries a command", in.ID)
+	}
+	for i, d := range in.Deps {
+		if d.Replica == consensus.None || d.Instance == 0 || d == in.ID {
+			return fmt.Errorf("instance record %v has invalid dependency %v", in.ID, d)
+		}
+		if i > 0 && in.Deps[i-1].Compare(d) >= 0 {
+			return fmt.Errorf("instance record %v has unsorted dependencies", in.ID)
+		}
+	}
+	return nil
+}
+
+// MsgType says what a Msg is.
+type MsgType uint8
+
+const (
+	// MsgPreAccept: leader → all, phase 1 with the leader's attributes.
+	MsgPreAccept MsgType = iota + 1
+	// MsgPreAcceptOK: reply with the replier's (possibly updated)
+	// attributes; Changed says they differ from the leader's.
+	MsgPreAcceptOK
+	// MsgAccept: leader → all, slow-path phase 2 with the final attributes.
+	MsgAccept
+	// MsgAcceptOK: reply to MsgAccept.
+	MsgAcceptOK
+	// MsgCommit: leader → all, the decided command and attributes.
+	MsgCommit
+	// MsgCommitOK: acknowledges MsgCommit, so the leader stops resending.
+	MsgCommitOK
+)
+
+const msgTypeLast = MsgCommitOK
+
+// String names the type.
+func (t MsgType) String() string {
+	switch t {
+	case MsgPreAccept:
+		return "PreAccept"
+	case MsgPreAcceptOK:
+		return "PreAcceptOK"
+	case MsgAccept:
+		return "Accept"
+	case MsgAcceptOK:
+		return "AcceptOK"
+	case MsgCommit:
+		return "Commit"
+	case MsgCommitOK:
+		return "CommitOK"
+	}
+	return "MsgType(" + strconv.Itoa(int(t)) + ")"
+}
+
+// Msg is the payload of every EPaxos message. Fields a type does not use
+// are zero.
+type Msg struct {
+	Type    MsgType
+	Ballot  Ballot
+	ID      InstanceID
+	NoOp    bool
+	Command consensus.Command
+	Seq     uint64
+	Deps    []InstanceID
+	// Changed (MsgPreAcceptOK): the replier's attributes differ from the
+	// ones in the PreAccept.
+	Changed bool
+}
+
+// MessageType implements consensus.Payload.
+func (m *Msg) MessageType() string { return "epaxos." + m.Type.String() }
+
+// String formats the message for traces.
+func (m *Msg) String() string {
+	return fmt.Sprintf("%v %v b=%v seq=%d deps=%s changed=%t", m.Type, m.ID, m.Ballot, m.Seq, formatDeps(m.Deps), m.Changed)
+}

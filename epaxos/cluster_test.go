@@ -12,7 +12,9 @@ import (
 // cluster is a deterministic in-memory harness: each node's Readys are
 // handled in the documented order (persist, send, apply); messages wait in
 // a queue and are delivered in a seeded random order, lost or duplicated.
-// Nodes never crash.
+// Nodes may crash (crash drops a node's in-memory state and its queued
+// messages; restart rebuilds it from its records with New), and a test
+// may drop chosen messages (drop).
 type cluster struct {
 	t     *testing.T
 	rng   *rand.Rand
@@ -21,6 +23,8 @@ type cluster struct {
 	// loss and dup are per-message probabilities in percent.
 	loss, dup int
 	proposed  int
+	// drop, if set, loses every message it returns true for.
+	drop func(m consensus.Message) bool
 	// fatalf reports a violation (t.Fatalf unless a test catches it).
 	fatalf func(format string, args ...any)
 }
@@ -31,6 +35,38 @@ type tnode struct {
 	r        *Replica
 	durable  []consensus.Record
 	executed []consensus.Entry
+	down     bool
+}
+
+// crash stops nd: its in-memory state and the messages queued for it are
+// lost; its records stay.
+func (c *cluster) crash(nd *tnode) {
+	nd.down = true
+	nd.r = nil
+	c.queue = slices.DeleteFunc(c.queue, func(m consensus.Message) bool { return m.To == nd.id || m.From == nd.id })
+}
+
+// restart rebuilds nd from its records (each through the codec); it
+// executes everything again from index 1.
+func (c *cluster) restart(nd *tnode) {
+	var recs []consensus.Record
+	for _, rec := range nd.durable {
+		buf, err := Codec.AppendRecord(nil, rec)
+		if err != nil {
+			c.t.Fatal(err)
+		}
+		got, err := Codec.DecodeRecord(buf)
+		if err != nil {
+			c.t.Fatal(err)
+		}
+		recs = append(recs, got)
+	}
+	r, err := New(nd.cfg, recs)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	nd.r, nd.down, nd.executed = r, false, nil
+	c.process(nd)
 }
 
 func newCluster(t *testing.T, n int, seed uint64, adjust ...func(*Config)) *cluster {
@@ -76,7 +112,9 @@ func (c *cluster) process(nd *tnode) {
 
 func (c *cluster) processAll() {
 	for _, nd := range c.nodes {
-		c.process(nd)
+		if !nd.down {
+			c.process(nd)
+		}
 	}
 }
 
@@ -92,7 +130,13 @@ func (c *cluster) deliverOne(lossy bool) {
 	if lossy && c.rng.IntN(100) < c.dup {
 		c.queue = append(c.queue, m)
 	}
+	if c.drop != nil && c.drop(m) {
+		return
+	}
 	nd := c.nodes[m.To-1]
+	if nd.down {
+		return
+	}
 	if err := nd.r.Step(m); err != nil {
 		c.t.Fatal(err)
 	}

@@ -149,7 +149,8 @@ func readBody(d *consensus.Decoder) (noop bool, cmd consensus.Command, seq uint6
 // decodes them into *Msg. It implements consensus.MessageCodec.
 //
 // Encoding: version, type, ballot (round, node), instance (replica,
-// number), changed (one byte), then flags, seq, deps and command as in an
+// number), changed (one byte), status (one byte), accepted ballot (round,
+// node), then flags, seq, deps and command as in an
 // Instance record. Every field is written whatever the type, so decoding
 // what was encoded gives an equal message.
 var MessageCodec consensus.MessageCodec = msgCodec{}
@@ -164,6 +165,9 @@ func (msgCodec) AppendMessage(buf []byte, p consensus.Payload) ([]byte, error) {
 	if m.Type == 0 || m.Type > msgTypeLast {
 		return buf, fmt.Errorf("epaxos: cannot encode message of unknown type %d", m.Type)
 	}
+	if m.Status > statusLast {
+		return buf, fmt.Errorf("epaxos: cannot encode message with status %d", m.Status)
+	}
 	if err := checkBounds(&m.Command, len(m.Deps)); err != nil {
 		return buf, err
 	}
@@ -174,7 +178,8 @@ func (msgCodec) AppendMessage(buf []byte, p consensus.Payload) ([]byte, error) {
 	if m.Changed {
 		changed = 1
 	}
-	buf = append(buf, changed)
+	buf = append(buf, changed, byte(m.Status))
+	buf = appendBallot(buf, m.Accepted)
 	return appendBody(buf, m.NoOp, &m.Command, m.Seq, m.Deps), nil
 }
 
@@ -194,6 +199,11 @@ func (msgCodec) DecodeMessage(data []byte) (consensus.Payload, error) {
 		return nil, fmt.Errorf("%w: epaxos message changed byte %d", consensus.ErrMalformed, changed)
 	}
 	m.Changed = changed == 1
+	m.Status = Status(d.Byte())
+	if d.Err() == nil && m.Status > statusLast {
+		return nil, fmt.Errorf("%w: epaxos message status %d", consensus.ErrMalformed, m.Status)
+	}
+	m.Accepted = readBallot(d)
 	var bad error
 	m.NoOp, m.Command, m.Seq, m.Deps, bad = readBody(d)
 	d.End()

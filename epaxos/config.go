@@ -20,6 +20,8 @@ const (
 	InflightMaxLimit = 1 << 20
 	// RetryTicksMax bounds Config.RetryTicks.
 	RetryTicksMax = 1 << 20
+	// RecoveryTimeoutTicksMax bounds Config.RecoveryTimeoutTicks.
+	RecoveryTimeoutTicksMax = 1 << 20
 	// DepsMax bounds the dependencies an encoded instance may carry, so a
 	// corrupt count never makes a decoder allocate without limit.
 	DepsMax = 1 << 20
@@ -55,8 +57,22 @@ type Config struct {
 	// InflightMax bounds the instances this replica leads that are not yet
 	// committed; beyond it Propose returns consensus.ErrProposalDropped.
 	InflightMax int
+	// RecoveryTimeoutTicks is how long an instance this replica knows of
+	// (or needs for execution) may stay uncommitted before the replica
+	// suspects its leader and recovers it (explicit Prepare). Each wait is
+	// drawn from [RecoveryTimeoutTicks, 2*RecoveryTimeoutTicks) with Rand,
+	// so competing recoverers do not duel forever. It should be several
+	// RetryTicks.
+	RecoveryTimeoutTicks int
+	// Rand draws the recovery jitter; nil uses a fixed per-replica offset.
+	Rand consensus.Rand
 	// Logger receives log lines; nil discards them.
 	Logger consensus.Logger
+
+	// noRecovery switches failure suspicion, and so recovery, off (tests
+	// only; the zero value has recovery on). A replica answers Prepare and
+	// TryPreAccept whatever it says.
+	noRecovery bool
 }
 
 // DefaultConfig returns a Config with default timing and limits.
@@ -67,6 +83,8 @@ func DefaultConfig(id consensus.NodeID, peers []consensus.NodeID) Config {
 		RetryTicks:      4,
 		ExecuteStepsMax: DefaultExecuteStepsMax,
 		InflightMax:     1024,
+		// A healthy leader commits within a few RetryTicks.
+		RecoveryTimeoutTicks: 25 * 4,
 	}
 }
 
@@ -93,6 +111,9 @@ func (c Config) Validate() error {
 	}
 	if c.ExecuteStepsMax < 1 || c.ExecuteStepsMax > ExecuteStepsMaxLimit {
 		return fmt.Errorf("epaxos: ExecuteStepsMax %d outside 1..%d", c.ExecuteStepsMax, ExecuteStepsMaxLimit)
+	}
+	if c.RecoveryTimeoutTicks < 1 || c.RecoveryTimeoutTicks > RecoveryTimeoutTicksMax {
+		return fmt.Errorf("epaxos: RecoveryTimeoutTicks %d outside 1..%d", c.RecoveryTimeoutTicks, RecoveryTimeoutTicksMax)
 	}
 	if c.InflightMax < 1 || c.InflightMax > InflightMaxLimit {
 		return fmt.Errorf("epaxos: InflightMax %d outside 1..%d", c.InflightMax, InflightMaxLimit)

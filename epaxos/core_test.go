@@ -314,9 +314,11 @@ func TestExecutorBounded(t *testing.T) {
 	const n = 500
 	var recs []consensus.Record
 	for i := 1; i <= n; i++ {
-		next := InstanceID{consensus.NodeID(i%3 + 1), uint64(i/3 + 1)}
+		// Each space numbered 1, 2, 3, … without gaps (the executor
+		// orders each space as a chain).
+		next := InstanceID{consensus.NodeID(i%3 + 1), uint64((i-1)/3 + 1)}
 		nxt := i%n + 1
-		dep := InstanceID{consensus.NodeID(nxt%3 + 1), uint64(nxt/3 + 1)}
+		dep := InstanceID{consensus.NodeID(nxt%3 + 1), uint64((nxt-1)/3 + 1)}
 		recs = append(recs, committed(next, uint64(n-i), "k", dep)) // one big cycle
 	}
 	r := newReplica(t, 1, 3, recs, func(c *Config) { c.ExecuteStepsMax = 16 })
@@ -357,6 +359,8 @@ func TestConfigValidate(t *testing.T) {
 		func(c *Config) { c.RetryTicks = 0 },
 		func(c *Config) { c.ExecuteStepsMax = 0 },
 		func(c *Config) { c.InflightMax = 0 },
+		func(c *Config) { c.RecoveryTimeoutTicks = 0 },
+		func(c *Config) { c.RecoveryTimeoutTicks = RecoveryTimeoutTicksMax + 1 },
 	}
 	for i, f := range bad {
 		cfg := DefaultConfig(1, ids(3))

@@ -4,8 +4,7 @@
 // protocol in which every replica leads the commands proposed to it, and
 // commands order only against commands they conflict with. It is a pure,
 // deterministic state machine on the consensus contract, like the other
-// cores. This is the first slice: the commit protocol without recovery,
-// and the executor.
+// cores. This slice: the commit protocol, the executor, and recovery.
 //
 // # Instances and conflicts
 //
@@ -68,7 +67,8 @@
 // (seq, replica ID, instance number). Every replica therefore executes
 // conflicting commands in the same order. A walk that reaches an instance
 // not committed here stops (components already completed stay executed)
-// and its root waits until that instance commits.
+// and its root waits until that instance commits. Besides its deps, every
+// instance R.i with i > 1 has an implicit edge to R.(i-1) (see Recovery).
 //
 // The executor runs in Ready and takes at most Config.ExecuteStepsMax
 // steps per Ready (DefaultExecuteStepsMax), so a Ready always returns. A
@@ -104,29 +104,74 @@
 // conflict index, the instance counter and the executor's input. Codec
 // and MessageCodec encode records and messages.
 //
+// # Recovery
+//
+// recovery.go holds explicit prepare (on unless the unexported Config
+// field noRecovery is set, which only tests do).
+//
+// Suspicion: every instance known here and not committed, and every
+// instance the executor waits for (even one never heard of), has a timer
+// of RecoveryTimeoutTicks plus jitter drawn from Config.Rand (so racing
+// recoverers do not duel forever); instances this replica leads and still
+// drives are exempt. On expiry the replica promises {round+1, self}
+// (round above every promise and refusal seen) durably and sends Prepare.
+// An acceptor below the ballot promises it (a bare StatusNone record if
+// it never saw the instance; the promise is durable before the reply) and
+// answers PrepareOK with its status, attributes and the ballot they were
+// ACCEPTED under; above it, it answers Nack with its promise, and a
+// leader or recoverer holding a lower ballot drops the instance. A
+// replica that promises a higher ballot drops its own leader state for
+// the instance too. With a majority of replies, in this order:
+//
+//	| replies                                       | action                                   |
+//	|-----------------------------------------------|------------------------------------------|
+//	| any committed                                 | commit those attributes                  |
+//	| any accepted                                  | Accept the highest ACCEPTED ballot's     |
+//	| initial-ballot pre-accepts from non-leaders   | TryPreAccept A (below)                   |
+//	|   with attributes A; count + silent ones      |                                          |
+//	|   >= FastQuorum-1 (A may be fast-committed)   |                                          |
+//	| two such candidates                           | wait (next attempt)                      |
+//	| some pre-accepted, no candidate               | PreAccept (phase 1) at the new ballot    |
+//	|                                               | with their union, then Accept            |
+//	| nobody knows the command                      | Accept, then commit, a no-op             |
+//
+// TryPreAccept: holders are the repliers holding A at the initial ballot
+// (the leader included); the others, the recoverer first, pre-accept A at
+// the recovery ballot unless they hold a conflicting instance with no
+// edge to or from A (an instance of the same space, or a dep on a later
+// instance of that space on a shared key, counts as an edge). A majority
+// of holders → Accept A. A refusal citing a COMMITTED conflict proves A
+// was never committed (two committed conflicting instances always have
+// an edge) → phase 1. Any other refusal leaves the attempt waiting and
+// makes the conflicting instance suspected at once; the next attempt
+// retries. The report's deferral bookkeeping (breaking cycles of
+// instances waiting on each other) and its extra fast-path condition are
+// NOT implemented, so two mutually conflicting uncommitted instances can
+// keep each other from being recovered (liveness only).
+//
+// Commits are acknowledged at the ballot they were sent with, so a late
+// Prepare does not leave a leader resending a Commit forever. A replica
+// rebuilt by New with instances in flight gets them committed by
+// recovery (its own or a peer's), and a replica that missed a Commit
+// learns it when a Prepare finds it committed elsewhere.
+//
+// No-ops and the same-space chain: deps name only the latest instance of
+// each space on a key, earlier ones being reached through that space. An
+// instance recovered as a no-op has no deps, which would cut a chain that
+// ran through it (a random crash test found two conflicting commands left
+// unordered that way). So the executor gives every instance R.i > R.1 an
+// implicit edge to R.(i-1): each space is a chain at execution, whatever
+// its instances' keys. This orders more than needed (a command waits for
+// every earlier instance of its space to commit, and recovery makes sure
+// they do), but it is deterministic, so replicas still agree, and a dep on
+// R.j reaches every R.i <= j.
+
 // # Not yet implemented (next slices)
 //
-//   - Recovery. Nothing acts when a leader is suspected. Missing: a
-//     failure suspicion timeout per uncommitted instance known here;
-//     explicit Prepare with a higher ballot {round+1, self}; PrepareOK
-//     carrying the ACCEPTED ballot, status and attributes (not the
-//     promised ballot); the recovery decision of the technical report
-//     (any committed → commit it; any accepted → Accept the highest
-//     accepted ballot's attributes; ⌊N/2⌋ identical pre-accepts at the
-//     initial ballot, none from the leader → TryPreAccept, with its
-//     deferral and conflict checks; some pre-accepts → Accept their
-//     attributes (slow path); none → commit a no-op); refusals (NACK)
-//     carrying the promised ballot so a leader drops an instance it lost;
-//     and the TR's extra condition for the optimized fast quorum (a
-//     dependency in the replies is committed or in the leader's original
-//     set) that recovery's correctness relies on. Until then a replica
-//     silently ignores messages below its promise, and an instance
-//     whose leader crashed before committing, or a leader restarted with
-//     instances in flight (New does not drive them again), blocks every
-//     command that depends on it from executing.
-//   - Catching up a replica that never received a Commit when the leader
-//     is gone (a Commit is resent until acknowledged while the leader
-//     lives).
+//   - The report's TryPreAccept deferral (cycle breaking) and its extra
+//     fast-path condition; see Recovery for what is done instead.
+//   - Prepare is not resent: a lost Prepare or reply costs one recovery
+//     timeout, after which the attempt restarts at a higher ballot.
 //   - Compaction of executed instances (snapshots), batching of commands
 //     in one instance, and the sim/ registration.
 //   - The livelock of "EPaxos Revisited" (NSDI 2021) is only partly

@@ -12,10 +12,21 @@ import (
 type inst struct {
 	Instance
 	lead *leaderState
+	// rec is the explicit-prepare state while this replica recovers the
+	// instance (nil otherwise); seenRound the highest ballot round a
+	// refusal told of, so the next attempt goes above it.
+	rec       *recState
+	seenRound uint64
 }
 
 // leaderState is what the leader of an instance tracks while driving it.
 type leaderState struct {
+	// ballot is the ballot this replica drives the instance at; the
+	// leader gives up the instance when it promises a higher one.
+	ballot Ballot
+	// recovered: this replica drives the instance as a recoverer (or
+	// leads it again after a restart); it does not count in inflight.
+	recovered bool
 	// origSeq and origDeps are the leader's original attributes.
 	origSeq  uint64
 	origDeps []InstanceID
@@ -54,6 +65,10 @@ type Replica struct {
 	active   map[InstanceID]bool
 	inflight int
 	ncommit  uint64
+	// uncommitted holds the instances known here but not committed;
+	// suspect the recovery timers of instances this replica waits for.
+	uncommitted map[InstanceID]bool
+	suspect     map[InstanceID]*suspicion
 
 	exec executor
 
@@ -70,7 +85,8 @@ var _ consensus.Replica = (*Replica)(nil)
 // replica). A rebuilt replica executes every committed instance again from
 // execution index 1, so the host rebuilds its state machine from scratch
 // (there are no snapshots yet). Instances this replica led but had not
-// committed are not driven again (that needs recovery; see the doc).
+// committed are not driven again by the leader's bookkeeping; recovery
+// commits them once RecoveryTimeoutTicks pass (see the doc).
 func New(cfg Config, durable []consensus.Record) (*Replica, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -86,6 +102,9 @@ func New(cfg Config, durable []consensus.Record) (*Replica, error) {
 		keys:   map[string]*keyIndex{},
 		next:   1,
 		active: map[InstanceID]bool{},
+
+		uncommitted: map[InstanceID]bool{},
+		suspect:     map[InstanceID]*suspicion{},
 	}
 	slices.Sort(r.peers)
 	r.exec.init()
@@ -144,6 +163,12 @@ func (r *Replica) install(in Instance) *inst {
 	if in.Status == StatusCommitted && !wasCommitted {
 		r.ncommit++
 		r.exec.committed(in.ID)
+	}
+	if in.Status == StatusCommitted {
+		delete(r.uncommitted, in.ID)
+		delete(r.suspect, in.ID)
+	} else {
+		r.uncommitted[in.ID] = true
 	}
 	return it
 }
@@ -215,7 +240,7 @@ func (r *Replica) Propose(cmd consensus.Command) error {
 	seq, deps := r.attributes(id, &cmd)
 	b := Ballot{Node: r.id}
 	it := r.install(Instance{ID: id, Status: StatusPreAccepted, Promised: b, Accepted: b, Command: cmd, Seq: seq, Deps: deps})
-	it.lead = &leaderState{origSeq: seq, origDeps: slices.Clone(deps), seq: seq, deps: slices.Clone(deps), replied: map[consensus.NodeID]bool{}}
+	it.lead = &leaderState{ballot: b, origSeq: seq, origDeps: slices.Clone(deps), seq: seq, deps: slices.Clone(deps), replied: map[consensus.NodeID]bool{}}
 	r.active[id] = true
 	r.inflight++
 	r.save(it)
@@ -248,6 +273,7 @@ func (r *Replica) decidePreAccept(it *inst, timedOut bool) {
 	initial := it.Promised == Ballot{Node: r.id}
 	switch preAcceptDecision(r.n(), len(ls.replied), ls.changed, initial, timedOut) {
 	case decideFast:
+		r.cfg.Logger.Debugf("epaxos %d: %v: fast commit at %v seq=%d deps=%s", r.id, it.ID, it.Promised, ls.origSeq, formatDeps(ls.origDeps))
 		r.commit(it, ls.origSeq, ls.origDeps)
 	case decideSlow:
 		in := it.Instance
@@ -277,7 +303,9 @@ func (r *Replica) commit(it *inst, seq uint64, deps []InstanceID) {
 	in.Accepted = in.Promised
 	r.install(in)
 	r.save(it)
-	r.inflight--
+	if !it.lead.recovered {
+		r.inflight--
+	}
 	it.lead.commitAcked = map[consensus.NodeID]bool{}
 	it.lead.ticks = 0
 	r.sendCommit(it)
@@ -311,16 +339,28 @@ func (r *Replica) Step(m consensus.Message) error {
 		r.onCommit(m.From, msg)
 	case MsgPreAcceptOK, MsgAcceptOK, MsgCommitOK:
 		r.onReply(m.From, msg)
+	case MsgPrepare:
+		r.onPrepare(m.From, msg)
+	case MsgPrepareOK:
+		r.onPrepareOK(m.From, msg)
+	case MsgNack:
+		r.onNack(msg)
+	case MsgTryPreAccept:
+		r.onTryPreAccept(m.From, msg)
+	case MsgTryPreAcceptOK:
+		r.onTryPreAcceptOK(m.From, msg)
 	default:
 		return fmt.Errorf("epaxos: unknown message type %d", msg.Type)
 	}
+	r.dropStale(msg.ID)
 	return nil
 }
 
 func (r *Replica) onPreAccept(from consensus.NodeID, m *Msg) {
 	it := r.insts[m.ID]
 	if it != nil && m.Ballot.Less(it.Promised) {
-		return // stale ballot; recovery would answer with a refusal
+		r.nack(from, it)
+		return
 	}
 	if it != nil && it.Status >= StatusAccepted {
 		return // a later phase is known; the leader has moved on
@@ -345,6 +385,7 @@ func (r *Replica) onAccept(from consensus.NodeID, m *Msg) {
 	}
 	it := r.insts[m.ID]
 	if it != nil && m.Ballot.Less(it.Promised) {
+		r.nack(from, it)
 		return
 	}
 	if it == nil || it.Status < StatusCommitted {
@@ -359,6 +400,11 @@ func (r *Replica) onCommit(from consensus.NodeID, m *Msg) {
 		m.Command = consensus.Command{}
 	}
 	it := r.insts[m.ID]
+	if it != nil && it.Status < StatusCommitted {
+		// Decided elsewhere: whatever this replica drove is over.
+		r.dropLead(it)
+		it.rec = nil
+	}
 	if it == nil || it.Status < StatusCommitted {
 		promised := m.Ballot
 		if it != nil && promised.Less(it.Promised) {
@@ -372,7 +418,12 @@ func (r *Replica) onCommit(from consensus.NodeID, m *Msg) {
 
 func (r *Replica) onReply(from consensus.NodeID, m *Msg) {
 	it := r.insts[m.ID]
-	if it == nil || it.lead == nil || m.Ballot != it.Promised {
+	if it == nil || it.lead == nil {
+		return
+	}
+	// A commit is acknowledged at the ballot it was sent with, which a
+	// later Prepare may have left below the promise.
+	if m.Type != MsgCommitOK && m.Ballot != it.Promised {
 		return
 	}
 	ls := it.lead
@@ -431,6 +482,7 @@ func (r *Replica) Tick() {
 			r.sendCommit(it)
 		}
 	}
+	r.tickRecovery()
 }
 
 // ReadIndex always fails with ErrReadThroughLog: see the package doc.

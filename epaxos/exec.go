@@ -114,8 +114,8 @@ func (e *executor) run(r *Replica, budget int) {
 		budget--
 		f := &e.frames[len(e.frames)-1]
 		it := r.insts[f.id]
-		if f.next < len(it.Deps) {
-			d := it.Deps[f.next]
+		if f.next < numDeps(it) {
+			d := depAt(it, f.next)
 			f.next++
 			if e.executed[d] {
 				continue
@@ -188,4 +188,23 @@ func (e *executor) execute(r *Replica, scc []InstanceID) {
 			Command: it.Command,
 		})
 	}
+}
+
+// numDeps and depAt enumerate an instance's edges for execution: its deps
+// and, if it is not the first of its space, the previous instance of its
+// space. That implicit edge makes each space a chain, so a dep on the
+// latest instance of a space on a key reaches the earlier ones even when
+// one in between was recovered as a no-op (which has no deps).
+func numDeps(it *inst) int {
+	if it.ID.Instance > 1 {
+		return len(it.Deps) + 1
+	}
+	return len(it.Deps)
+}
+
+func depAt(it *inst, k int) InstanceID {
+	if k < len(it.Deps) {
+		return it.Deps[k]
+	}
+	return InstanceID{it.ID.Replica, it.ID.Instance - 1}
 }

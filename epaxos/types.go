@@ -128,7 +128,9 @@ func formatDeps(deps []InstanceID) string {
 // refuses PreAccept and Accept below it); Accepted is the ballot under which
 // it last pre-accepted or accepted the attributes held here. They are kept
 // apart because recovery must report Accepted, not Promised (Sutra 2019).
-// Invariant: Accepted <= Promised; Status > StatusNone.
+// Invariant: Accepted <= Promised. A record with StatusNone is a bare
+// promise: a replica asked by a recoverer (Prepare) about an instance it
+// never saw records the ballot it promised and nothing else.
 type Instance struct {
 	ID       InstanceID
 	Status   Status
@@ -155,8 +157,11 @@ func (in *Instance) validate() error {
 	switch {
 	case in.ID.Replica == consensus.None || in.ID.Instance == 0:
 		return fmt.Errorf("instance record with invalid ID %v", in.ID)
-	case in.Status == StatusNone || in.Status > statusLast:
+	case in.Status > statusLast:
 		return fmt.Errorf("instance record %v with status %v", in.ID, in.Status)
+	case in.Status == StatusNone && (in.Promised.IsZero() || !in.Accepted.IsZero() || in.NoOp || in.Seq != 0 || len(in.Deps) != 0 ||
+		in.Command.Keys != nil || in.Command.Data != nil || in.Command.Session != consensus.Session{}):
+		return fmt.Errorf("instance record %v with status none is not a bare promise", in.ID)
 	case in.Promised.Less(in.Accepted):
 		return fmt.Errorf("instance record %v accepted at %v above its promise %v", in.ID, in.Accepted, in.Promised)
 	case in.NoOp && (in.Command.Keys != nil || in.Command.Data != nil || in.Command.Session != consensus.Session{}):
@@ -190,9 +195,24 @@ const (
 	MsgCommit
 	// MsgCommitOK: acknowledges MsgCommit, so the leader stops resending.
 	MsgCommitOK
+	// MsgPrepare: recoverer → all, explicit prepare at a higher ballot.
+	MsgPrepare
+	// MsgPrepareOK: the replier's state of the instance: Status, the
+	// attributes, and Accepted, the ballot they were last (pre-)accepted
+	// under (never the promised ballot).
+	MsgPrepareOK
+	// MsgNack: refusal of a message below the replier's promise; Ballot is
+	// the promised ballot.
+	MsgNack
+	// MsgTryPreAccept: recoverer → replicas that do not hold the
+	// attributes that may have been fast-committed.
+	MsgTryPreAccept
+	// MsgTryPreAcceptOK: reply to MsgTryPreAccept; Changed says the
+	// replier refused (a conflict, or it holds a later phase).
+	MsgTryPreAcceptOK
 )
 
-const msgTypeLast = MsgCommitOK
+const msgTypeLast = MsgTryPreAcceptOK
 
 // String names the type.
 func (t MsgType) String() string {
@@ -209,6 +229,16 @@ func (t MsgType) String() string {
 		return "Commit"
 	case MsgCommitOK:
 		return "CommitOK"
+	case MsgPrepare:
+		return "Prepare"
+	case MsgPrepareOK:
+		return "PrepareOK"
+	case MsgNack:
+		return "Nack"
+	case MsgTryPreAccept:
+		return "TryPreAccept"
+	case MsgTryPreAcceptOK:
+		return "TryPreAcceptOK"
 	}
 	return "MsgType(" + strconv.Itoa(int(t)) + ")"
 }
@@ -224,8 +254,13 @@ type Msg struct {
 	Seq     uint64
 	Deps    []InstanceID
 	// Changed (MsgPreAcceptOK): the replier's attributes differ from the
-	// ones in the PreAccept.
+	// ones in the PreAccept; (MsgTryPreAcceptOK): the replier refused.
 	Changed bool
+	// Status and Accepted (MsgPrepareOK): the replier's status of the
+	// instance and the ballot under which it last pre-accepted or accepted
+	// the attributes it reports.
+	Status   Status
+	Accepted Ballot
 }
 
 // MessageType implements consensus.Payload.
@@ -233,5 +268,5 @@ func (m *Msg) MessageType() string { return "epaxos." + m.Type.String() }
 
 // String formats the message for traces.
 func (m *Msg) String() string {
-	return fmt.Sprintf("%v %v b=%v seq=%d deps=%s changed=%t", m.Type, m.ID, m.Ballot, m.Seq, formatDeps(m.Deps), m.Changed)
+	return fmt.Sprintf("%v %v b=%v seq=%d deps=%s changed=%t status=%v accepted=%v", m.Type, m.ID, m.Ballot, m.Seq, formatDeps(m.Deps), m.Changed, m.Status, m.Accepted)
 }

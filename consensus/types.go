@@ -50,11 +50,19 @@ type Command struct {
 	// Session makes a retried command apply exactly once.
 	Session Session
 	// Keys are the command's conflict keys: EPaxos orders only commands
-	// that share a key; Raft and Paxos ignore them.
+	// that share a key; Raft and Paxos ignore them. A command with no keys
+	// conflicts with nothing; one whose keys include ConflictAll conflicts
+	// with every command.
 	Keys []string
 	// Data is the opaque command, interpreted by the state machine.
 	Data []byte
 }
+
+// ConflictAll, as one of Command.Keys, makes the command conflict with
+// every other command (a read or delete over a key range, whose keys are
+// not known in advance). It is the empty string, which is never a key of
+// the key-value API.
+const ConflictAll = ""
 
 // EntryType says what an Entry carries.
 type EntryType uint8

@@ -45,6 +45,7 @@ func (codec) AppendRecord(buf []byte, r consensus.Record) ([]byte, error) {
 	buf = append(buf, byte(in.Status))
 	buf = appendBallot(buf, in.Promised)
 	buf = appendBallot(buf, in.Accepted)
+	buf = append(buf, boolByte(in.Changed))
 	return appendBody(buf, in.NoOp, &in.Command, in.Seq, in.Deps), nil
 }
 
@@ -61,6 +62,11 @@ func (codec) DecodeRecord(data []byte) (consensus.Record, error) {
 	in.Status = Status(d.Byte())
 	in.Promised = readBallot(d)
 	in.Accepted = readBallot(d)
+	changed := d.Byte()
+	if d.Err() == nil && changed > 1 {
+		return nil, fmt.Errorf("%w: epaxos record changed byte %d", consensus.ErrMalformed, changed)
+	}
+	in.Changed = changed == 1
 	var bad error
 	in.NoOp, in.Command, in.Seq, in.Deps, bad = readBody(d)
 	d.End()
@@ -104,6 +110,13 @@ func appendBallot(buf []byte, b Ballot) []byte {
 
 func readBallot(d *consensus.Decoder) Ballot {
 	return Ballot{Round: d.Uvarint(), Node: consensus.NodeID(d.Uvarint())}
+}
+
+func boolByte(b bool) byte {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 const flagNoOp byte = 1
@@ -174,11 +187,7 @@ func (msgCodec) AppendMessage(buf []byte, p consensus.Payload) ([]byte, error) {
 	buf = append(buf, formatVersion, byte(m.Type))
 	buf = appendBallot(buf, m.Ballot)
 	buf = appendID(buf, m.ID)
-	var changed byte
-	if m.Changed {
-		changed = 1
-	}
-	buf = append(buf, changed, byte(m.Status))
+	buf = append(buf, boolByte(m.Changed), byte(m.Status))
 	buf = appendBallot(buf, m.Accepted)
 	return appendBody(buf, m.NoOp, &m.Command, m.Seq, m.Deps), nil
 }

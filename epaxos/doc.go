@@ -128,7 +128,9 @@
 //	| any committed                                 | commit those attributes                  |
 //	| any accepted                                  | Accept the highest ACCEPTED ballot's     |
 //	| initial-ballot pre-accepts from non-leaders   | TryPreAccept A (below)                   |
-//	|   with attributes A; count + silent ones      |                                          |
+//	|   that did not change the leader's attributes |                                          |
+//	|   A (Instance.Changed unset); count + silent  |                                          |
+//	|   ones                                        |                                          |
 //	|   >= FastQuorum-1 (A may be fast-committed)   |                                          |
 //	| two such candidates                           | wait (next attempt)                      |
 //	| some pre-accepted, no candidate               | PreAccept (phase 1) at the new ballot    |

@@ -374,9 +374,10 @@ func (r *Replica) onPreAccept(from consensus.NodeID, m *Msg) {
 	seq, deps := r.attributes(m.ID, &cmd)
 	seq = max(seq, m.Seq)
 	deps = unionDeps(deps, cleanDeps(m.ID, m.Deps))
-	it = r.install(Instance{ID: m.ID, Status: StatusPreAccepted, Promised: m.Ballot, Accepted: m.Ballot, Command: cmd, Seq: seq, Deps: deps})
+	changed := seq != m.Seq || !slices.Equal(deps, m.Deps)
+	it = r.install(Instance{ID: m.ID, Status: StatusPreAccepted, Promised: m.Ballot, Accepted: m.Ballot, Command: cmd, Seq: seq, Deps: deps, Changed: changed})
 	r.save(it)
-	r.send(from, &Msg{Type: MsgPreAcceptOK, Ballot: m.Ballot, ID: m.ID, Seq: seq, Deps: slices.Clone(deps), Changed: seq != m.Seq || !slices.Equal(deps, m.Deps)})
+	r.send(from, &Msg{Type: MsgPreAcceptOK, Ballot: m.Ballot, ID: m.ID, Seq: seq, Deps: slices.Clone(deps), Changed: changed})
 }
 
 func (r *Replica) onAccept(from consensus.NodeID, m *Msg) {

@@ -102,7 +102,7 @@ func (r *Replica) nack(to consensus.NodeID, it *inst) {
 // attributes and the ballot they were ACCEPTED under.
 func stateMsg(it *inst, b Ballot) *Msg {
 	return &Msg{Type: MsgPrepareOK, Ballot: b, ID: it.ID, Status: it.Status, Accepted: it.Accepted,
-		NoOp: it.NoOp, Command: it.Command, Seq: it.Seq, Deps: slices.Clone(it.Deps)}
+		NoOp: it.NoOp, Command: it.Command, Seq: it.Seq, Deps: slices.Clone(it.Deps), Changed: it.Changed}
 }
 
 // promise raises this replica's promise for it to b (durably).
@@ -216,9 +216,12 @@ func (r *Replica) decideRecovery(it *inst) {
 		return
 	}
 	// 3. Could a fast path have committed some attributes? Only replicas
-	// other than the leader, pre-accepted at the initial ballot, count
-	// (the leader's own pre-accept is no evidence); replicas not heard
-	// from might hold them too.
+	// other than the leader, pre-accepted at the initial ballot with the
+	// leader's attributes unchanged, count (the leader's own pre-accept is
+	// no evidence, and a replica that merged conflicts of its own was
+	// never part of a fast quorum); replicas not heard from might hold
+	// them too. All such replies carry the leader's original attributes,
+	// so there is at most one candidate.
 	leader := it.ID.Replica
 	initial := Ballot{Node: leader}
 	unknown := 0
@@ -230,7 +233,7 @@ func (r *Replica) decideRecovery(it *inst) {
 	var cand []*Msg
 	for _, p := range from {
 		m := rs.replies[p]
-		if p == leader || m.Status != StatusPreAccepted || m.Accepted != initial {
+		if p == leader || m.Status != StatusPreAccepted || m.Accepted != initial || m.Changed {
 			continue
 		}
 		if slices.ContainsFunc(cand, func(c *Msg) bool { return sameAttrs(c, m) }) {
@@ -239,7 +242,7 @@ func (r *Replica) decideRecovery(it *inst) {
 		count := 0
 		for _, q := range from {
 			o := rs.replies[q]
-			if q != leader && o.Status == StatusPreAccepted && o.Accepted == initial && sameAttrs(o, m) {
+			if q != leader && o.Status == StatusPreAccepted && o.Accepted == initial && !o.Changed && sameAttrs(o, m) {
 				count++
 			}
 		}

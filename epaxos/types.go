@@ -142,6 +142,13 @@ type Instance struct {
 	Command consensus.Command
 	Seq     uint64
 	Deps    []InstanceID
+	// Changed is set by an acceptor whose pre-accepted attributes differ
+	// from the ones the leader proposed at the initial ballot (it merged
+	// conflicts of its own). Such an acceptor cannot be part of a fast
+	// quorum, so recovery does not count it as evidence of a fast commit
+	// (see decideRecovery). Meaningful only while pre-accepted at the
+	// initial ballot.
+	Changed bool
 }
 
 // RecordType implements consensus.Record.
@@ -149,8 +156,8 @@ func (Instance) RecordType() string { return "epaxos.Instance" }
 
 // String formats the record for traces.
 func (in Instance) String() string {
-	return fmt.Sprintf("Instance %v %v promised=%v accepted=%v noop=%t seq=%d deps=%s keys=%q",
-		in.ID, in.Status, in.Promised, in.Accepted, in.NoOp, in.Seq, formatDeps(in.Deps), in.Command.Keys)
+	return fmt.Sprintf("Instance %v %v promised=%v accepted=%v noop=%t seq=%d deps=%s changed=%t keys=%q",
+		in.ID, in.Status, in.Promised, in.Accepted, in.NoOp, in.Seq, formatDeps(in.Deps), in.Changed, in.Command.Keys)
 }
 
 func (in *Instance) validate() error {

@@ -2,6 +2,7 @@ package epaxos
 
 import (
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"slices"
 	"testing"
@@ -22,7 +23,10 @@ type cluster struct {
 	queue []consensus.Message
 	// loss and dup are per-message probabilities in percent.
 	loss, dup int
-	proposed  int
+	// conflictAll is the percentage of proposals in run that conflict
+	// with everything (consensus.ConflictAll, alone or with a key).
+	conflictAll int
+	proposed    int
 	// drop, if set, loses every message it returns true for.
 	drop func(m consensus.Message) bool
 	// fatalf reports a violation (t.Fatalf unless a test catches it).
@@ -163,6 +167,12 @@ func (c *cluster) run(ops, keys int) {
 			if c.rng.IntN(5) == 0 { // a two-key command
 				cmd.Keys = append(cmd.Keys, fmt.Sprint("k", c.rng.IntN(keys)))
 			}
+			if c.rng.IntN(100) < c.conflictAll {
+				cmd.Keys = []string{consensus.ConflictAll}
+				if c.rng.IntN(2) == 0 {
+					cmd.Keys = append(cmd.Keys, k)
+				}
+			}
 			c.propose(nd, cmd)
 		case x < 25:
 			nd := c.nodes[c.rng.IntN(len(c.nodes))]
@@ -206,11 +216,22 @@ func (c *cluster) run(ops, keys int) {
 }
 
 // perKey projects an execution onto each key: the commands touching it,
-// in execution order.
+// in execution order. A ConflictAll command touches every key (its own
+// projection, under ConflictAll, holds the ConflictAll commands alone), so
+// comparing projections compares the order of every conflicting pair.
 func perKey(ents []consensus.Entry) map[string][]string {
 	out := map[string][]string{}
 	for _, e := range ents {
 		for _, k := range e.Command.Keys {
+			out[k] = nil
+		}
+	}
+	for _, e := range ents {
+		keys := e.Command.Keys
+		if conflictsWithAll(keys) {
+			keys = slices.Collect(maps.Keys(out))
+		}
+		for _, k := range keys {
 			out[k] = append(out[k], string(e.Command.Data))
 		}
 	}
@@ -309,6 +330,24 @@ func TestClusterLossyReordering(t *testing.T) {
 					c.check()
 				})
 			}
+		}
+	}
+}
+
+// TestClusterConflictAll: a lossy, reordering workload over many keys in
+// which one command in ten conflicts with everything. Every replica
+// executes each ConflictAll command on the same side of every other
+// command (check compares the per-key projections, in which a ConflictAll
+// command touches every key).
+func TestClusterConflictAll(t *testing.T) {
+	for _, n := range []int{3, 5, 7} {
+		for seed := range uint64(4) {
+			t.Run(fmt.Sprintf("N=%d/seed=%d", n, seed), func(t *testing.T) {
+				c := newCluster(t, n, seed, func(cfg *Config) { cfg.ExecuteStepsMax = 16 })
+				c.loss, c.dup, c.conflictAll = 20, 5, 10
+				c.run(1500, 40)
+				c.check()
+			})
 		}
 	}
 }

@@ -220,6 +220,100 @@ func TestDependenciesByKey(t *testing.T) {
 	}
 }
 
+// TestConflictAllAttributes: a ConflictAll command depends on the latest
+// instance of every replica on any key and takes a seq above all of them;
+// a later command on any key depends on it and takes a seq above it; a
+// command without keys stays unordered.
+func TestConflictAllAttributes(t *testing.T) {
+	r := newReplica(t, 2, 3, nil)
+	pre := func(id InstanceID, seq uint64, keys ...string) *Msg {
+		t.Helper()
+		reply(t, r, id.Replica, &Msg{Type: MsgPreAccept, Ballot: Ballot{Node: id.Replica}, ID: id, Command: consensus.Command{Keys: keys}, Seq: seq})
+		oks := takeMsgs(r, MsgPreAcceptOK)
+		if len(oks) != 1 {
+			t.Fatalf("got %d replies", len(oks))
+		}
+		return oks[0]
+	}
+	pre(InstanceID{1, 1}, 4, "a")
+	pre(InstanceID{1, 2}, 1, "b")
+	pre(InstanceID{3, 1}, 2, "c")
+	pre(InstanceID{3, 2}, 1, "d", "e")
+	// Unrelated keys, so far: no deps among them.
+	if m := pre(InstanceID{3, 3}, 1, "f"); len(m.Deps) != 0 || m.Seq != 1 {
+		t.Fatalf("command on a fresh key got %v", m)
+	}
+	all := pre(InstanceID{1, 3}, 1, consensus.ConflictAll)
+	if want := []InstanceID{{1, 2}, {3, 3}}; !slices.Equal(all.Deps, want) || all.Seq != 5 || !all.Changed {
+		t.Fatalf("ConflictAll command got seq %d deps %v; want seq 5 (above a's 4) and deps %v", all.Seq, all.Deps, want)
+	}
+	// A command on a key nobody used before still follows it.
+	if m := pre(InstanceID{3, 4}, 1, "z"); !slices.Equal(m.Deps, []InstanceID{{1, 3}}) || m.Seq != 6 {
+		t.Fatalf("command after ConflictAll got %v; want seq 6 deps [1.3]", m)
+	}
+	// ConflictAll with a key is ConflictAll; it also follows the first one.
+	if m := pre(InstanceID{1, 4}, 1, consensus.ConflictAll, "q"); !slices.Equal(m.Deps, []InstanceID{{1, 3}, {3, 4}}) || m.Seq != 7 {
+		t.Fatalf("second ConflictAll command got %v; want seq 7 deps [1.3 3.4]", m)
+	}
+	// Own proposals use the same index.
+	if err := r.Propose(put("y", "own")); err != nil {
+		t.Fatal(err)
+	}
+	if in, _ := r.Instance(InstanceID{2, 1}); !slices.Equal(in.Deps, []InstanceID{{1, 4}}) || in.Seq != 8 {
+		t.Fatalf("own proposal after ConflictAll: %v", in)
+	}
+	// Without keys: conflicts with nothing, ConflictAll included.
+	if m := pre(InstanceID{3, 5}, 1); len(m.Deps) != 0 || m.Seq != 1 {
+		t.Fatalf("keyless command got %v", m)
+	}
+	for _, c := range []struct {
+		a, b []string
+		want bool
+	}{
+		{[]string{"a"}, []string{"a", "b"}, true},
+		{[]string{"a"}, []string{"b"}, false},
+		{[]string{consensus.ConflictAll}, []string{"b"}, true},
+		{[]string{"x"}, []string{consensus.ConflictAll, "y"}, true},
+		{nil, []string{consensus.ConflictAll}, false},
+		{[]string{consensus.ConflictAll}, nil, false},
+	} {
+		if got := keysConflict(c.a, c.b); got != c.want {
+			t.Errorf("keysConflict(%q, %q) = %t", c.a, c.b, got)
+		}
+	}
+}
+
+// TestConflictAllOrderedEverywhere: replicas 1 and 2 propose on unrelated
+// keys while replica 3 proposes a ConflictAll command, and each replica
+// hears of the three in a different order. Every replica executes the
+// ConflictAll command on the same side of each of the two others.
+func TestConflictAllOrderedEverywhere(t *testing.T) {
+	for seed := range uint64(40) {
+		c := newCluster(t, 3, seed)
+		c.propose(c.nodes[0], put("a", "A"))
+		c.propose(c.nodes[1], put("b", "B"))
+		c.propose(c.nodes[2], consensus.Command{Keys: []string{consensus.ConflictAll}, Data: []byte("ALL")})
+		c.run(0, 1)
+		c.check()
+		pos := func(nd *tnode, data string) int {
+			return slices.IndexFunc(nd.executed, func(e consensus.Entry) bool { return string(e.Command.Data) == data })
+		}
+		for _, other := range []string{"A", "B"} {
+			before := pos(c.nodes[0], "ALL") < pos(c.nodes[0], other)
+			for _, nd := range c.nodes[1:] {
+				if got := pos(nd, "ALL") < pos(nd, other); got != before {
+					t.Fatalf("seed %d: node 1 executed ALL before %s: %t, node %d: %t", seed, other, before, nd.id, got)
+				}
+			}
+		}
+		in, _ := c.nodes[0].r.Instance(InstanceID{3, 1})
+		a, _ := c.nodes[0].r.Instance(InstanceID{1, 1})
+		if !covers(in.Deps, a.ID) && !covers(a.Deps, in.ID) {
+			t.Fatalf("seed %d: ConflictAll %v and %v committed without an edge", seed, in, a)
+		}
+	}
+}
+
 func committed(id InstanceID, seq uint64, key string, deps ...InstanceID) Instance {
 	return Instance{ID: id, Status: StatusCommitted, Promised: Ballot{Node: id.Replica}, Accepted: Ballot{Node: id.Replica},
 		Command: put(key, id.String()), Seq: seq, Deps: normDeps(deps)}

@@ -10,18 +10,31 @@
 //
 // Each replica R owns an instance space; its k-th proposal is instance
 // R.k (InstanceID). Two commands conflict when their Command.Keys share a
-// key; a command with no keys conflicts with nothing. Each instance carries
-// attributes: seq (a sequence number) and deps (the set of instances it
-// depends on). A replica keeps a per-key conflict index: for each key, the
-// highest instance of each replica's space that touches it, and the highest
-// seq among those instances. A command's attributes are computed from the
-// index alone, never by scanning all instances: deps is the latest instance
-// of each replica on each of its keys, seq one above the highest seq on
-// its keys. Earlier instances of a space on the same key are reached
-// transitively: the leader of R.j knew its own R.i < R.j on that key when
-// it pre-accepted R.j, and committed deps only grow from the leader's
-// original ones. Deps are explicit instance IDs (not the paper's vector of
-// one instance number per replica), so nothing is sized by N.
+// key, or when both have keys and either has consensus.ConflictAll (the
+// empty key) among them; a command with no keys conflicts with nothing,
+// not even with a ConflictAll command. Each instance carries attributes:
+// seq (a sequence number) and deps (the set of instances it depends on).
+// A replica keeps a per-key conflict index: for each key, the highest
+// instance of each replica's space that touches it, and the highest seq
+// among those instances; ConflictAll is indexed as a key of its own, and
+// one more index covers every instance with any key. A command's
+// attributes are computed from the index alone, never by scanning all
+// instances:
+//
+//   - a command with keys depends on the latest instance of each replica
+//     on each of its keys and on the latest ConflictAll instance of each
+//     replica, and its seq is one above the highest seq among them;
+//   - a ConflictAll command depends on the latest instance of each
+//     replica on any key (ConflictAll ones included), and its seq is one
+//     above the highest seq of any instance with keys.
+//
+// Earlier instances of a space are reached transitively, through the
+// executor's same-space chain (see Recovery): a dependency on R.j orders
+// the command after every R.i <= j. So two conflicting instances that a
+// replica indexed one after the other get an edge, whichever of them is
+// the ConflictAll one, and the usual quorum-intersection argument holds.
+// Deps are explicit instance IDs (not the paper's vector of one instance
+// number per replica), so nothing is sized by N.
 //
 // # Commit protocol
 //
@@ -139,9 +152,10 @@
 //
 // TryPreAccept: holders are the repliers holding A at the initial ballot
 // (the leader included); the others, the recoverer first, pre-accept A at
-// the recovery ballot unless they hold a conflicting instance with no
-// edge to or from A (an instance of the same space, or a dep on a later
-// instance of that space on a shared key, counts as an edge). A majority
+// the recovery ballot unless they hold a conflicting instance (sharing a
+// key, or either side ConflictAll) with no edge to or from A (an instance
+// of the same space, or a dep on a later instance of that space, counts
+// as an edge). A majority
 // of holders → Accept A. A refusal citing a COMMITTED conflict proves A
 // was never committed (two committed conflicting instances always have
 // an edge) → phase 1. Any other refusal leaves the attempt waiting and

@@ -51,6 +51,56 @@ type keyIndex struct {
 	maxSeq uint64
 }
 
+func newKeyIndex() *keyIndex { return &keyIndex{last: map[consensus.NodeID]uint64{}} }
+
+// add records instance id, with sequence number seq, as touching the key.
+func (ki *keyIndex) add(id InstanceID, seq uint64) {
+	ki.last[id.Replica] = max(ki.last[id.Replica], id.Instance)
+	ki.maxSeq = max(ki.maxSeq, seq)
+}
+
+// collect merges the index into attributes being computed for instance id:
+// it raises *seq to the key's highest seq and appends the latest instance
+// of each replica to *deps (never id itself).
+func (ki *keyIndex) collect(id InstanceID, seq *uint64, deps *[]InstanceID) {
+	if ki == nil {
+		return
+	}
+	*seq = max(*seq, ki.maxSeq)
+	for rep, n := range ki.last {
+		if d := (InstanceID{rep, n}); d != id {
+			// The instance itself may be indexed already (a retransmitted
+			// or recovered PreAccept); its earlier instances are reached
+			// through the same-space chain of the executor.
+			*deps = append(*deps, d)
+		}
+	}
+}
+
+// conflictsWithAll reports whether keys include consensus.ConflictAll.
+func conflictsWithAll(keys []string) bool {
+	return slices.Contains(keys, consensus.ConflictAll)
+}
+
+// keysConflict reports whether commands with these conflict keys conflict: both
+// have keys, and they share one or either includes consensus.ConflictAll.
+// A command without keys conflicts with nothing, not even with a
+// ConflictAll command.
+func keysConflict(a, b []string) bool {
+	if len(a) == 0 || len(b) == 0 {
+		return false
+	}
+	if conflictsWithAll(a) || conflictsWithAll(b) {
+		return true
+	}
+	for _, k := range a {
+		if slices.Contains(b, k) {
+			return true
+		}
+	}
+	return false
+}
+
 // Replica is one EPaxos replica. It implements consensus.Replica.
 type Replica struct {
 	cfg   Config
@@ -58,8 +108,13 @@ type Replica struct {
 	peers []consensus.NodeID
 
 	insts map[InstanceID]*inst
-	keys  map[string]*keyIndex
-	next  uint64 // next instance number of this replica's space
+	// keys is the conflict index per key; keys[consensus.ConflictAll]
+	// indexes the instances that conflict with everything. anyKey indexes
+	// every instance with at least one key, whatever the key: what a
+	// ConflictAll command conflicts with.
+	keys   map[string]*keyIndex
+	anyKey *keyIndex
+	next   uint64 // next instance number of this replica's space
 	// active holds the instances this replica leads that still need
 	// messages: not committed, or commit not acknowledged by everyone.
 	active   map[InstanceID]bool
@@ -100,6 +155,7 @@ func New(cfg Config, durable []consensus.Record) (*Replica, error) {
 		peers:  slices.Clone(cfg.Peers),
 		insts:  map[InstanceID]*inst{},
 		keys:   map[string]*keyIndex{},
+		anyKey: newKeyIndex(),
 		next:   1,
 		active: map[InstanceID]bool{},
 
@@ -149,16 +205,16 @@ func (r *Replica) install(in Instance) *inst {
 	lead := it.lead
 	it.Instance = in
 	it.lead = lead
-	if !in.NoOp {
+	if !in.NoOp && len(in.Command.Keys) > 0 {
 		for _, k := range in.Command.Keys {
 			ki := r.keys[k]
 			if ki == nil {
-				ki = &keyIndex{last: map[consensus.NodeID]uint64{}}
+				ki = newKeyIndex()
 				r.keys[k] = ki
 			}
-			ki.last[in.ID.Replica] = max(ki.last[in.ID.Replica], in.ID.Instance)
-			ki.maxSeq = max(ki.maxSeq, in.Seq)
+			ki.add(in.ID, in.Seq)
 		}
+		r.anyKey.add(in.ID, in.Seq)
 	}
 	if in.Status == StatusCommitted && !wasCommitted {
 		r.ncommit++
@@ -174,26 +230,24 @@ func (r *Replica) install(in Instance) *inst {
 }
 
 // attributes computes seq and deps for cmd of instance id from the
-// conflict index: deps is the latest instance of each replica on each of
-// the command's keys, seq one above the highest seq on those keys.
+// conflict index. A command with keys depends on the latest instance of
+// each replica on each of its keys and on the latest ConflictAll instance
+// of each replica; a ConflictAll command on the latest instance of each
+// replica on any key. Its seq is one above the highest seq among the
+// instances it conflicts with (1 if none). A command without keys has no
+// deps and seq 1.
 func (r *Replica) attributes(id InstanceID, cmd *consensus.Command) (uint64, []InstanceID) {
 	var seq uint64
 	var deps []InstanceID
-	for _, k := range cmd.Keys {
-		ki := r.keys[k]
-		if ki == nil {
-			continue
+	switch {
+	case len(cmd.Keys) == 0:
+	case conflictsWithAll(cmd.Keys):
+		r.anyKey.collect(id, &seq, &deps)
+	default:
+		for _, k := range cmd.Keys {
+			r.keys[k].collect(id, &seq, &deps)
 		}
-		seq = max(seq, ki.maxSeq)
-		for rep, n := range ki.last {
-			d := InstanceID{rep, n}
-			if d == id {
-				// The instance itself is indexed: depend on the previous
-				// instance of the same space instead, if it touched k.
-				continue
-			}
-			deps = append(deps, d)
-		}
+		r.keys[consensus.ConflictAll].collect(id, &seq, &deps)
 	}
 	return seq + 1, normDeps(deps)
 }
@@ -263,7 +317,7 @@ func (r *Replica) sendAccept(it *inst) {
 
 func (r *Replica) sendCommit(it *inst) {
 	r.broadcast(func() *Msg {
-		return &Msg{Type: MsgCommit, Ballot: it.Accepted, ID: it.ID, NoOp: it.NoOp, Command: it.Command, Seq: it.Seq, Deps: slices.Clone(it.Deps)}
+		return commitMsg(it)
 	}, it.lead.commitAcked)
 }
 
@@ -349,6 +403,8 @@ func (r *Replica) Step(m consensus.Message) error {
 		r.onTryPreAccept(m.From, msg)
 	case MsgTryPreAcceptOK:
 		r.onTryPreAcceptOK(m.From, msg)
+	case MsgLearn:
+		r.onLearn(m.From, msg)
 	default:
 		return fmt.Errorf("epaxos: unknown message type %d", msg.Type)
 	}
@@ -415,6 +471,19 @@ func (r *Replica) onCommit(from consensus.NodeID, m *Msg) {
 		r.save(it)
 	}
 	r.send(from, &Msg{Type: MsgCommitOK, Ballot: m.Ballot, ID: m.ID})
+}
+
+// commitMsg is the Commit of a committed instance.
+func commitMsg(it *inst) *Msg {
+	return &Msg{Type: MsgCommit, Ballot: it.Accepted, ID: it.ID, NoOp: it.NoOp, Command: it.Command, Seq: it.Seq, Deps: slices.Clone(it.Deps)}
+}
+
+// onLearn answers a replica waiting for an instance this one holds
+// committed.
+func (r *Replica) onLearn(from consensus.NodeID, m *Msg) {
+	if it := r.insts[m.ID]; it != nil && it.Status == StatusCommitted {
+		r.send(from, commitMsg(it))
+	}
 }
 
 func (r *Replica) onReply(from consensus.NodeID, m *Msg) {

@@ -58,6 +58,16 @@ func (r *Replica) tickRecovery() {
 			r.suspect[id] = s
 		}
 		s.ticks++
+		if _, blocking := r.exec.waiting[id]; blocking && s.ticks >= 2*r.cfg.RetryTicks && s.ticks%r.cfg.RetryTicks == 0 && s.ticks < s.limit {
+			// The executor waits for it: perhaps it committed and the
+			// Commit was lost (its leader restarted before resending);
+			// ask, which is cheaper and faster than recovering it.
+			for _, p := range r.peers {
+				if p != r.id {
+					r.send(p, &Msg{Type: MsgLearn, ID: id})
+				}
+			}
+		}
 		if s.ticks >= s.limit {
 			s.ticks, s.limit = 0, r.recoveryWait()
 			r.startRecovery(id)
@@ -397,17 +407,7 @@ func (r *Replica) tryLocal(it *inst, b Ballot, a *Msg) (ok bool, conflict Instan
 	}
 	var found *inst
 	for gid, g := range r.insts {
-		if gid == it.ID || g.Status == StatusNone || g.NoOp {
-			continue
-		}
-		shared := false
-		for _, k := range g.Command.Keys {
-			if slices.Contains(a.Command.Keys, k) {
-				shared = true
-				break
-			}
-		}
-		if !shared {
+		if gid == it.ID || g.Status == StatusNone || g.NoOp || !keysConflict(g.Command.Keys, a.Command.Keys) {
 			continue
 		}
 		// Instances of one space are ordered by the executor's chain, and
@@ -436,7 +436,7 @@ func (r *Replica) onTryPreAccept(from consensus.NodeID, m *Msg) {
 		return
 	}
 	if it.Status == StatusCommitted {
-		r.send(from, &Msg{Type: MsgCommit, Ballot: it.Accepted, ID: it.ID, NoOp: it.NoOp, Command: it.Command, Seq: it.Seq, Deps: slices.Clone(it.Deps)})
+		r.send(from, commitMsg(it))
 		return
 	}
 	m.Deps = cleanDeps(m.ID, m.Deps)

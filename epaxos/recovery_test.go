@@ -346,6 +346,54 @@ func TestRecoveryRandomCrashes(t *testing.T) {
 	}
 }
 
+// TestTryPreAcceptConflictAll: a replica asked to pre-accept attributes
+// that may have been fast-committed refuses when it holds a conflicting
+// instance with no edge to or from them, ConflictAll on either side
+// conflicting with any key, and accepts when nothing conflicts.
+func TestTryPreAcceptConflictAll(t *testing.T) {
+	all := []string{consensus.ConflictAll}
+	for _, c := range []struct {
+		held, tried []string
+		refuse      bool
+	}{
+		{held: all, tried: []string{"a"}, refuse: true},
+		{held: []string{"b"}, tried: all, refuse: true},
+		{held: all, tried: all, refuse: true},
+		{held: []string{"b"}, tried: []string{"a"}, refuse: false},
+		{held: nil, tried: all, refuse: false},
+	} {
+		held := Instance{ID: InstanceID{3, 1}, Status: StatusPreAccepted, Promised: Ballot{Node: 3}, Accepted: Ballot{Node: 3},
+			Command: consensus.Command{Keys: c.held, Data: []byte("held")}, Seq: 1}
+		r := newReplica(t, 2, 3, []consensus.Record{held})
+		reply(t, r, 3, &Msg{Type: MsgTryPreAccept, Ballot: Ballot{Round: 1, Node: 3}, ID: InstanceID{1, 1},
+			Command: consensus.Command{Keys: c.tried, Data: []byte("tried")}, Seq: 1})
+		got := takeMsgs(r, MsgTryPreAcceptOK)
+		if len(got) != 1 {
+			t.Fatalf("held %q, tried %q: %d replies", c.held, c.tried, len(got))
+		}
+		if got[0].Changed != c.refuse || c.refuse && !slices.Equal(got[0].Deps, []InstanceID{held.ID}) {
+			t.Errorf("held %q, tried %q: reply %v; want refused=%t citing %v", c.held, c.tried, got[0], c.refuse, held.ID)
+		}
+	}
+}
+
+// TestRecoveryRandomCrashesConflictAll: as TestRecoveryRandomCrashes, with
+// one command in six conflicting with everything, so that recovery
+// (TryPreAccept's conflict check included) meets ConflictAll instances.
+func TestRecoveryRandomCrashesConflictAll(t *testing.T) {
+	seeds := 3
+	if testing.Short() {
+		seeds = 2
+	}
+	for _, n := range []int{3, 5} {
+		for seed := range uint64(seeds) {
+			t.Run(fmt.Sprintf("N=%d/seed=%d", n, seed), func(t *testing.T) {
+				randomCrashRun(t, n, seed, func(c *cluster) { c.conflictAll = 16 })
+			})
+		}
+	}
+}
+
 // randomCrashRun: a random workload with message loss, crashes and
 // restarts (never more than F down), then everything restarts and settles.
 func randomCrashRun(t *testing.T, n int, seed uint64, adjust func(*cluster)) {
@@ -367,8 +415,11 @@ func randomCrashRun(t *testing.T, n int, seed uint64, adjust func(*cluster)) {
 		switch x := c.rng.IntN(100); {
 		case x < 10:
 			nd := live[c.rng.IntN(len(live))]
-			k := fmt.Sprint("k", c.rng.IntN(3))
-			if nd.r.Propose(put(k, fmt.Sprintf("%d:%d", nd.id, c.proposed))) == nil {
+			cmd := put(fmt.Sprint("k", c.rng.IntN(3)), fmt.Sprintf("%d:%d", nd.id, c.proposed))
+			if c.rng.IntN(100) < c.conflictAll {
+				cmd.Keys = []string{consensus.ConflictAll}
+			}
+			if nd.r.Propose(cmd) == nil {
 				c.proposed++
 			}
 			c.process(nd)
@@ -434,7 +485,7 @@ func unordered(r *Replica) (InstanceID, InstanceID, bool) {
 	slices.SortFunc(ids, InstanceID.Compare)
 	for i, a := range ids {
 		for _, b := range ids[i+1:] {
-			if !slices.ContainsFunc(r.insts[a].Command.Keys, func(k string) bool { return slices.Contains(r.insts[b].Command.Keys, k) }) {
+			if !keysConflict(r.insts[a].Command.Keys, r.insts[b].Command.Keys) {
 				continue
 			}
 			if !reach(a, b) && !reach(b, a) {

@@ -217,9 +217,14 @@ const (
 	// MsgTryPreAcceptOK: reply to MsgTryPreAccept; Changed says the
 	// replier refused (a conflict, or it holds a later phase).
 	MsgTryPreAcceptOK
+	// MsgLearn: a replica whose executor waits for an instance asks the
+	// others for its commit; one that holds it committed answers with
+	// MsgCommit, one that does not ignores it. It carries no ballot and
+	// changes no promise.
+	MsgLearn
 )
 
-const msgTypeLast = MsgTryPreAcceptOK
+const msgTypeLast = MsgLearn
 
 // String names the type.
 func (t MsgType) String() string {
@@ -246,6 +251,8 @@ func (t MsgType) String() string {
 		return "TryPreAccept"
 	case MsgTryPreAcceptOK:
 		return "TryPreAcceptOK"
+	case MsgLearn:
+		return "Learn"
 	}
 	return "MsgType(" + strconv.Itoa(int(t)) + ")"
 }

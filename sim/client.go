@@ -21,6 +21,9 @@ type client struct {
 	// lastSeen remembers the last value seen per key, to make
 	// compare-and-swaps that may succeed.
 	lastSeen map[string]string
+	// keySessions holds, for a leaderless protocol, the client's session
+	// on each key (see Protocol.Leaderless).
+	keySessions map[string]consensus.Session
 }
 
 // clientOp is the operation a client has outstanding.
@@ -90,7 +93,12 @@ func (w *world) clientNext(c *client) {
 		in.Expected = c.lastSeen[k]
 	}
 	op := &clientOp{input: in, session: consensus.Session{ClientID: c.id, Seq: c.seq}}
-	if in.Kind != check.KVGet {
+	if w.cfg.Protocol.Leaderless {
+		op.session = w.keySession(c, k)
+		// Reads go through the log too.
+		req := requestFor(in)
+		op.data, op.keys = req.Encode(), req.Keys()
+	} else if in.Kind != check.KVGet {
 		req := requestFor(in)
 		op.data = req.Encode()
 		op.keys = req.Keys()
@@ -99,6 +107,24 @@ func (w *world) clientNext(c *client) {
 	op.call, op.callUnits = w.hclock, w.now
 	c.op = op
 	w.sendAttempt(c)
+}
+
+// keySession returns the client's next session number on key: under a
+// leaderless protocol only commands on one key are ordered the same
+// everywhere, so the state machine's at-most-once rule (one increasing
+// sequence per client ID) needs a client ID per key.
+func (w *world) keySession(c *client, key string) consensus.Session {
+	if c.keySessions == nil {
+		c.keySessions = map[string]consensus.Session{}
+	}
+	s, ok := c.keySessions[key]
+	if !ok {
+		w.nextSessionID++
+		s.ClientID = w.nextSessionID
+	}
+	s.Seq++
+	c.keySessions[key] = s
+	return s
 }
 
 func requestFor(in check.KVInput) kv.Request {
@@ -138,7 +164,7 @@ func (w *world) serveRequest(ev event) {
 	}
 	rq := ev.req
 	var err error
-	if rq.op.input.Kind == check.KVGet {
+	if rq.op.input.Kind == check.KVGet && !w.cfg.Protocol.Leaderless {
 		w.nextID++
 		id := w.nextID
 		if err = n.replica.ReadIndex(readContext(id)); err == nil {

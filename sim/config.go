@@ -32,6 +32,14 @@ type Protocol struct {
 	// Codec encodes the protocol's records for the simulated disks; a
 	// protocol without one runs with disks off.
 	Codec consensus.RecordCodec
+	// Leaderless marks a protocol that orders only conflicting commands
+	// (EPaxos): every replica accepts proposals, Entry.Index is each
+	// replica's local execution counter, agreement is checked per
+	// conflict key (check.KeyOrder) instead of per index, and reads are
+	// proposed as commands (the replica has no ReadIndex). A client's
+	// commands on different keys may execute in different orders on
+	// different replicas, so clients keep one session per key.
+	Leaderless bool
 }
 
 // NodeConfig is what the simulator gives a protocol to build one replica.

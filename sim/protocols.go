@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/synod-io/synod/consensus"
+	"github.com/synod-io/synod/epaxos"
 	"github.com/synod-io/synod/paxos"
 	"github.com/synod-io/synod/raft"
 )
@@ -59,10 +60,29 @@ func MultiPaxos(adjust ...func(*paxos.Config)) Protocol {
 	}
 }
 
+// EPaxos returns the EPaxos protocol with its default configuration,
+// changed by each of adjust in turn.
+func EPaxos(adjust ...func(*epaxos.Config)) Protocol {
+	return Protocol{
+		Name: "epaxos",
+		New: func(nc NodeConfig) (consensus.Replica, error) {
+			cfg := epaxos.DefaultConfig(nc.ID, nc.Peers)
+			cfg.Rand = nc.Rand
+			for _, f := range adjust {
+				f(&cfg)
+			}
+			return epaxos.New(cfg, nc.Durable)
+		},
+		Codec:      epaxos.Codec,
+		Leaderless: true,
+	}
+}
+
 // protocols are the protocols the simulator can run by name.
 var protocols = map[string]func() Protocol{
 	"raft":       func() Protocol { return Raft() },
 	"multipaxos": func() Protocol { return MultiPaxos() },
+	"epaxos":     func() Protocol { return EPaxos() },
 }
 
 // ProtocolNames lists the protocols ProtocolByName knows, sorted.

@@ -93,10 +93,13 @@ type world struct {
 	history []check.KVOperation
 	hclock  int64 // history timestamps: strictly increasing
 	nextID  uint64
+	// nextSessionID numbers the per-key sessions of leaderless runs.
+	nextSessionID uint64
 
 	// Checkers.
 	election   *check.ElectionSafety
 	agreement  *check.Agreement
+	keyOrder   *check.KeyOrder // leaderless protocols only
 	maxTerm    uint64
 	violations []*check.Violation
 	livenessOK bool
@@ -144,6 +147,7 @@ func newWorld(cfg Config) *world {
 		net:       cfg.Network,
 		election:  check.NewElectionSafety(),
 		agreement: check.NewAgreement(),
+		keyOrder:  check.NewKeyOrder(),
 		trace:     newTraceLog(cfg.TraceTail),
 		res:       &Result{Config: cfg, Seed: cfg.Seed, Protocol: cfg.Protocol.Name, Nodes: cfg.Nodes},
 	}
@@ -281,6 +285,10 @@ func (w *world) start(n *node) error {
 		return fmt.Errorf("sim: starting node %d (incarnation %d): %w", n.id, n.incarnation, err)
 	}
 	n.replica = r
+	if w.cfg.Protocol.Leaderless {
+		// The replica executes from its first command again.
+		w.keyOrder.Restart(n.id)
+	}
 	n.store = store
 	n.alive = true
 	n.applied, n.appliedTerm = applied, appliedTerm
@@ -453,7 +461,13 @@ func (w *world) observe(n *node) {
 
 func (w *world) apply(n *node, e *consensus.Entry) {
 	w.trace.hash(uint64(w.now), 0xa991, uint64(n.id), e.Index, e.Term)
-	if v := w.agreement.Applied(n.id, n.applied, e, w.maxTerm, w.tick()); v != nil {
+	var v *check.Violation
+	if w.cfg.Protocol.Leaderless {
+		v = w.keyOrder.Applied(n.id, n.applied, e, w.tick())
+	} else {
+		v = w.agreement.Applied(n.id, n.applied, e, w.maxTerm, w.tick())
+	}
+	if v != nil {
 		w.violate(v)
 		return
 	}
@@ -507,6 +521,9 @@ func (w *world) finish() {
 	r.Ticks = w.tick()
 	r.LeaderChanges = w.election.Leaders()
 	r.Committed = w.agreement.CommittedIndex()
+	if w.cfg.Protocol.Leaderless {
+		r.Committed = w.keyOrder.Executed()
+	}
 	r.TraceHash = w.trace.sum
 	if len(w.violations) == 0 && w.cfg.Workload.Clients > 0 && !w.livenessOK {
 		w.violate(&check.Violation{Checker: "liveness", Tick: w.tick(),

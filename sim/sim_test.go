@@ -15,9 +15,9 @@ var (
 	swarmFirst = flag.Int64("sim.first", 1, "first seed of the swarm test")
 )
 
-// replayHint says how to rerun one failing swarm seed.
-func replayHint(seed int64) string {
-	return fmt.Sprintf("replay: go test ./sim -run 'TestSwarm/seed=%d$' -v   or   go run ./cmd/synod sim --seed %d --verbose", seed, seed)
+// replayHint says how to rerun one failing swarm seed of a protocol.
+func replayHint(test, protocol string, seed int64) string {
+	return fmt.Sprintf("replay: go test ./sim -run '%s/seed=%d$' -v   or   go run ./cmd/synod sim --protocol %s --seed %d --verbose", test, seed, protocol, seed)
 }
 
 // testReplayHint says how to rerun a failing seed of a test with its own
@@ -26,9 +26,10 @@ func testReplayHint(t *testing.T, seed int64) string {
 	return fmt.Sprintf("replay: go test ./sim -run '^%s$' -v   (seed %d)", t.Name(), seed)
 }
 
-// TestSwarm runs the simulator over many seeds, each drawing its own
-// cluster size, fault mix and workload, and requires zero violations.
-func TestSwarm(t *testing.T) {
+// swarm runs a protocol over many seeds, each drawing its own cluster
+// size (3, 5 or 7), fault mix (disk faults included) and workload, and
+// requires zero violations and a checked history.
+func swarm(t *testing.T, protocol func() sim.Protocol) {
 	n := *swarmSeeds
 	if testing.Short() {
 		n = max(1, n/10)
@@ -36,12 +37,13 @@ func TestSwarm(t *testing.T) {
 	for seed := *swarmFirst; seed < *swarmFirst+int64(n); seed++ {
 		t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) {
 			t.Parallel()
-			res, err := sim.Run(sim.Swarm(seed, sim.Raft()))
+			p := protocol()
+			res, err := sim.Run(sim.Swarm(seed, p))
 			if err != nil {
 				t.Fatal(err)
 			}
 			if !res.OK() {
-				t.Fatalf("%s%s", res.Report(), replayHint(seed))
+				t.Fatalf("%s%s", res.Report(), replayHint(strings.Split(t.Name(), "/")[0], p.Name, seed))
 			}
 			if res.Linearizability == "" {
 				t.Fatalf("seed %d: linearizability was not checked", seed)
@@ -49,6 +51,17 @@ func TestSwarm(t *testing.T) {
 		})
 	}
 }
+
+// TestSwarm runs Raft through the swarm.
+func TestSwarm(t *testing.T) { swarm(t, func() sim.Protocol { return sim.Raft() }) }
+
+// TestSwarmMultiPaxos runs Multi-Paxos through the same swarm.
+func TestSwarmMultiPaxos(t *testing.T) { swarm(t, func() sim.Protocol { return sim.MultiPaxos() }) }
+
+// TestSwarmEPaxos runs EPaxos through the same swarm. Agreement is
+// checked per conflict key (check.KeyOrder), and reads go through the
+// log.
+func TestSwarmEPaxos(t *testing.T) { swarm(t, func() sim.Protocol { return sim.EPaxos() }) }
 
 // TestDeterminism runs the same seed twice and requires the same trace.
 func TestDeterminism(t *testing.T) {
@@ -254,16 +267,27 @@ func TestPowerCutsAtDiskBoundaries(t *testing.T) {
 
 // TestRegressionSeeds replays swarm seeds that once found a bug.
 func TestRegressionSeeds(t *testing.T) {
-	seeds := map[int64]string{
-		20334: "an fsync failing while a node first opened its snapshot directory made it refuse to start for good, leaving too few nodes to elect",
+	const stalledRecovery = "EPaxos recovery counted an acceptor that had changed the leader's attributes as a second fast-commit candidate and waited forever"
+	const lostCommits = "EPaxos learned commits it had missed only by full recovery, one instance per recovery timeout, too slowly to catch up"
+	seeds := []struct {
+		protocol func() sim.Protocol
+		seed     int64
+		why      string
+	}{
+		{func() sim.Protocol { return sim.Raft() }, 20334, "an fsync failing while a node first opened its snapshot directory made it refuse to start for good, leaving too few nodes to elect"},
+		{func() sim.Protocol { return sim.EPaxos() }, 80, stalledRecovery},
+		{func() sim.Protocol { return sim.EPaxos() }, 122, stalledRecovery + " (N = 3)"},
+		{func() sim.Protocol { return sim.EPaxos() }, 196, stalledRecovery + " (N = 7)"},
+		{func() sim.Protocol { return sim.EPaxos() }, 78, lostCommits},
 	}
-	for seed, why := range seeds {
-		res, err := sim.Run(sim.Swarm(seed, sim.Raft()))
+	for _, s := range seeds {
+		p := s.protocol()
+		res, err := sim.Run(sim.Swarm(s.seed, p))
 		if err != nil {
 			t.Fatal(err)
 		}
 		if !res.OK() {
-			t.Errorf("seed %d (%s):\n%s%s", seed, why, res.Report(), replayHint(seed))
+			t.Errorf("%s seed %d (%s):\n%s%s", p.Name, s.seed, s.why, res.Report(), replayHint("TestRegressionSeeds", p.Name, s.seed))
 		}
 	}
 }

@@ -124,3 +124,61 @@ func (c *Agreement) CheckLeader(node consensus.NodeID, term uint64, firstIndex u
 	}
 	return nil
 }
+
+// KeyOrder checks state-machine safety for a protocol that orders only
+// conflicting commands (EPaxos): for every conflict key, every node
+// executes the commands that carry it in the same order. Entry indexes
+// are local to each node there and are not compared; a node rebuilt from
+// its durable state (Restart) executes from the start again and must
+// retrace the same order.
+type KeyOrder struct {
+	// order is, per key, the command digests in execution order.
+	order map[string][]EntryDigest
+	// pos is, per node and key, how many of the key's commands the node
+	// has executed in its current incarnation.
+	pos      map[consensus.NodeID]map[string]int
+	executed uint64
+}
+
+// NewKeyOrder returns an empty checker.
+func NewKeyOrder() *KeyOrder {
+	return &KeyOrder{order: map[string][]EntryDigest{}, pos: map[consensus.NodeID]map[string]int{}}
+}
+
+// Restart forgets what node executed: it rebuilds its state machine from
+// scratch.
+func (c *KeyOrder) Restart(node consensus.NodeID) { delete(c.pos, node) }
+
+// Applied records that node executed e (after the entry at prevIndex of
+// its local counter).
+func (c *KeyOrder) Applied(node consensus.NodeID, prevIndex uint64, e *consensus.Entry, tick float64) *Violation {
+	if e.Index != prevIndex+1 {
+		return &Violation{Checker: "apply-order", Tick: tick,
+			Detail: fmt.Sprintf("node %d executed local index %d right after %d", node, e.Index, prevIndex)}
+	}
+	pos := c.pos[node]
+	if pos == nil {
+		pos = map[string]int{}
+		c.pos[node] = pos
+	}
+	d := DigestOf(e)
+	for _, k := range e.Command.Keys {
+		p, seen := pos[k], c.order[k]
+		switch {
+		case p < len(seen) && seen[p] != d:
+			return &Violation{Checker: "agreement", Tick: tick,
+				Detail: fmt.Sprintf("key %q: node %d executed %v as the key's command #%d, but another node executed %v there", k, node, d, p+1, seen[p])}
+		case p == len(seen):
+			c.order[k] = append(seen, d)
+			if k == e.Command.Keys[0] {
+				c.executed++
+			}
+		}
+		pos[k] = p + 1
+	}
+	return nil
+}
+
+// Executed returns how many distinct positions in the per-key orders
+// have been filled: the commands executed, counted once each.
+func (c *KeyOrder) Executed() uint64 { return c.executed }

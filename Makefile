@@ -3,7 +3,7 @@ GO ?= go
 # PROTOCOL picks the protocol of `make sim` and `make soak` (raft, multipaxos).
 PROTOCOL ?= raft
 
-.PHONY: test race vet sim soak bench bench-core ci
+.PHONY: test race vet sim soak bench bench-core bench-protocols ci
 
 test:
 	$(GO) test ./...
@@ -28,7 +28,13 @@ soak:
 bench-core:
 	cd bench && $(GO) run ./cmd/corebench
 
-bench: bench-core
+# Raft, Multi-Paxos and EPaxos through the same in-process loop at 0%, 2%
+# and 100% conflicting commands (CONFLICTS=0,2,100).
+CONFLICTS ?= 0,2,100
+bench-protocols:
+	cd bench && $(GO) run ./cmd/protobench -conflicts $(CONFLICTS)
+
+bench: bench-core bench-protocols
 	$(GO) test -run '^$$' -bench . -benchmem ./raft/ ./paxos/ ./sim/
 
 ci:

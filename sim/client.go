@@ -24,6 +24,9 @@ type client struct {
 	// keySessions holds, for a leaderless protocol, the client's session
 	// on each key (see Protocol.Leaderless).
 	keySessions map[string]consensus.Session
+	// site is the client's site with a latency matrix (the index of the
+	// node at that site), or -1.
+	site int
 }
 
 // clientOp is the operation a client has outstanding.
@@ -41,6 +44,11 @@ type clientOp struct {
 	mayHaveApplied bool
 	// backoff is set while the client waits to retry this operation.
 	backoff bool
+	// commitUnits is when the node that accepted the proposal learned the
+	// command committed (measured only with a latency matrix); committed
+	// says it did.
+	committed   bool
+	commitUnits int64
 }
 
 // request is what a client sends a node.
@@ -73,11 +81,14 @@ func (w *world) clientNext(c *client) {
 		return
 	}
 	wl := &w.cfg.Workload
-	key := 0
-	if wl.Keys > 1 && w.wrng.Float64() >= wl.HotKey {
-		key = w.wrng.IntN(wl.Keys)
+	k := "k0"
+	if wl.PrivateKeys {
+		if w.wrng.Float64() >= wl.HotKey {
+			k = fmt.Sprintf("c%d", c.id)
+		}
+	} else if wl.Keys > 1 && w.wrng.Float64() >= wl.HotKey {
+		k = fmt.Sprintf("k%d", w.wrng.IntN(wl.Keys))
 	}
-	k := fmt.Sprintf("k%d", key)
 	c.seq++
 	in := check.KVInput{Key: k}
 	total := wl.PutWeight + wl.GetWeight + wl.DeleteWeight + wl.CASWeight
@@ -145,7 +156,7 @@ func (w *world) sendAttempt(c *client) {
 	op.attempts++
 	w.nextID++
 	op.attempt = w.nextID
-	lat := w.cfg.Workload.ClientLatencyUnits
+	lat := w.clientLatency(c.site, c.target)
 	w.schedule(w.now+lat, event{kind: evClientRequest, node: int32(c.target),
 		req: &request{client: c.index, attempt: op.attempt, op: op}})
 	w.schedule(w.now+w.cfg.Workload.TimeoutTicks*UnitsPerTick, event{kind: evClientTimeout, node: -1,
@@ -179,18 +190,46 @@ func (w *world) serveRequest(ev event) {
 	if err != nil {
 		var nl *consensus.NotLeaderError
 		if errors.As(err, &nl) {
-			w.replyTo(rq.client, rq.attempt, &reply{notLeader: true, hint: nl.Leader})
+			w.replyTo(n, rq.client, rq.attempt, &reply{notLeader: true, hint: nl.Leader})
 		} else {
 			w.trace.note(w.now, fmt.Sprintf("node %d refused a request of client %d: %v", n.id, rq.op.session.ClientID, err))
-			w.replyTo(rq.client, rq.attempt, &reply{failed: true})
+			w.replyTo(n, rq.client, rq.attempt, &reply{failed: true})
 		}
 	}
 	w.process(n)
 }
 
-func (w *world) replyTo(client int32, attempt uint64, r *reply) {
-	w.schedule(w.now+w.cfg.Workload.ClientLatencyUnits, event{kind: evClientReply, node: -1,
+func (w *world) replyTo(n *node, client int32, attempt uint64, r *reply) {
+	w.schedule(w.now+w.clientLatency(w.clients[client].site, n.index), event{kind: evClientReply, node: -1,
 		client: client, attempt: attempt, reply: r})
+}
+
+// clientLatency is the one-way latency between a client at site and a
+// node: ClientLatencyUnits, plus half the RTT between their sites (with
+// jitter) when they are at different sites of a latency matrix.
+func (w *world) clientLatency(site, node int) int64 {
+	d := w.cfg.Workload.ClientLatencyUnits
+	if site >= 0 && site != node {
+		d += w.latency[site][node]
+		if j := w.net.JitterUnits; j > 0 {
+			d += w.rng.Int64N(j + 1)
+		}
+	}
+	return d
+}
+
+// committed is node n's Ready showing that the command of session s is
+// committed (Protocol.Commits). The first time the node that accepted the
+// proposal learns it, the client's operation records the time: that node
+// leads the command (the leader, or EPaxos's command leader).
+func (w *world) committed(n *node, s consensus.Session) {
+	pw, ok := n.pendingWrites[s]
+	if !ok {
+		return
+	}
+	if op := w.clients[pw.client].op; op != nil && op.session == s && !op.committed {
+		op.committed, op.commitUnits = true, w.now
+	}
 }
 
 // clientReply is a reply reaching its client.
@@ -298,7 +337,17 @@ func (w *world) complete(c *client, res kv.Result) {
 	w.history = append(w.history, check.KVOperation{Client: int(c.index), Input: op.input, Output: out,
 		Call: op.call, Return: w.hclock})
 	w.res.OpsOK++
-	w.res.latencyUnits = append(w.res.latencyUnits, w.now-op.callUnits)
+	if op.callUnits >= w.cfg.WarmupTicks*UnitsPerTick {
+		w.res.latencyUnits = append(w.res.latencyUnits, w.now-op.callUnits)
+		if c.site >= 0 {
+			// Measured from the request reaching the client's own site.
+			start := op.callUnits + w.cfg.Workload.ClientLatencyUnits
+			w.res.siteExecUnits[c.site] = append(w.res.siteExecUnits[c.site], w.now-start)
+			if op.committed {
+				w.res.siteCommitUnits[c.site] = append(w.res.siteCommitUnits[c.site], op.commitUnits-start)
+			}
+		}
+	}
 	w.trace.hash(uint64(w.now), 0xc11e, c.id, op.session.Seq, uint64(op.input.Kind))
 	switch op.input.Kind {
 	case check.KVPut:

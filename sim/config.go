@@ -9,11 +9,18 @@
 //
 // Every random choice comes from Config.Seed, so a run is reproducible: the
 // same Config gives the same trace, and Result.TraceHash tells.
+//
+// With a latency matrix (NetworkConfig.Matrix, LatencyMatrix) the network
+// is a wide-area one: one node per site, links as slow as half the RTT
+// between their sites, clients at every site, and latency reported per
+// site (Result.Sites). wan.go holds the wide-area experiment built on it
+// (WANConfig, WANProtocol, PredictWAN), which synod sim wan runs.
 package sim
 
 import (
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/synod-io/synod/consensus"
 )
@@ -40,6 +47,13 @@ type Protocol struct {
 	// commands on different keys may execute in different orders on
 	// different replicas, so clients keep one session per key.
 	Leaderless bool
+	// Commits calls committed with the session of each client command that
+	// rd shows the replica has learned is committed, whether or not it is
+	// executed yet. The simulator uses it, with a latency matrix, to time
+	// commits at the node that accepted the proposal (see
+	// SiteLatency.CommitMs); it observes the core from outside, through
+	// what the core already hands its host. Nil: commits are not timed.
+	Commits func(rd *consensus.Ready, committed func(consensus.Session))
 }
 
 // NodeConfig is what the simulator gives a protocol to build one replica.
@@ -78,6 +92,20 @@ type NetworkConfig struct {
 	// ReorderDelayUnits, so later messages overtake it.
 	Reorder           float64
 	ReorderDelayUnits int64
+	// Matrix, when set, replaces the random per-link latencies with a
+	// wide-area placement. Node i+1 sits at site Matrix.Sites[i], so Nodes
+	// must equal the number of sites. A link's base one-way latency is
+	// half the RTT between its nodes' sites, converted at UnitsPerMs
+	// (LatencyMinUnits and LatencyMaxUnits are unused), and each link
+	// delivers in order, as a TCP connection does: jitter never lets a
+	// message overtake an earlier one on its link (the Reorder fault
+	// still does). Clients are placed at the sites in turn (client i at
+	// site i mod Nodes) and send to the node at their own site first (see
+	// WorkloadConfig.ClientLatencyUnits).
+	Matrix *LatencyMatrix
+	// UnitsPerMs converts the matrix's milliseconds to units; used only
+	// with Matrix. WANUnitsPerMs is the usual choice.
+	UnitsPerMs int64
 }
 
 // FaultConfig describes the faults injected during the fault phase. Rates
@@ -131,8 +159,16 @@ type WorkloadConfig struct {
 	// with an unknown outcome.
 	AttemptsMax int
 	// ClientLatencyUnits is the one-way latency between a client and any
-	// node.
+	// node; with a latency matrix, between a client and the node at its
+	// own site, and a client reaching a node at another site pays half
+	// the RTT between the sites on top (as if its own site's node
+	// forwarded the request and the reply).
 	ClientLatencyUnits int64
+	// PrivateKeys sends every operation that does not go to the hot key
+	// (key "k0", chosen with chance HotKey) to a key only its client
+	// uses, so HotKey is exactly the share of operations that can
+	// conflict with another client's; Keys is then unused.
+	PrivateKeys bool
 }
 
 // Config is one simulation run.
@@ -155,6 +191,10 @@ type Config struct {
 	// CheckTimeoutSec bounds the wall time of the linearizability check
 	// (0: no bound); a check that runs out is reported as inconclusive.
 	CheckTimeoutSec int
+	// WarmupTicks: operations issued before this tick are left out of the
+	// latency statistics (Result.Latency, Result.Sites); they are still
+	// checked.
+	WarmupTicks int64
 }
 
 // DefaultConfig returns a moderate run: five nodes, all fault kinds at low
@@ -237,8 +277,20 @@ func (c *Config) Validate() error {
 	if c.LivenessTicks < 1 {
 		bad("LivenessTicks = %d; want >= 1", c.LivenessTicks)
 	}
+	if c.WarmupTicks < 0 {
+		bad("WarmupTicks = %d; want >= 0", c.WarmupTicks)
+	}
 	n := &c.Network
-	if n.LatencyMinUnits < 1 || n.LatencyMaxUnits < n.LatencyMinUnits {
+	if m := n.Matrix; m != nil {
+		if err := m.Validate(); err != nil {
+			bad("%v", err)
+		} else if c.Nodes != m.Len() {
+			bad("Nodes = %d but the latency matrix has %d sites (%s); one node per site", c.Nodes, m.Len(), strings.Join(m.Sites, ", "))
+		}
+		if n.UnitsPerMs < 1 {
+			bad("Network.UnitsPerMs = %d; want >= 1 with a latency matrix (sim.WANUnitsPerMs is %d)", n.UnitsPerMs, WANUnitsPerMs)
+		}
+	} else if n.LatencyMinUnits < 1 || n.LatencyMaxUnits < n.LatencyMinUnits {
 		bad("latency bounds [%d, %d] units; want 1 <= min <= max", n.LatencyMinUnits, n.LatencyMaxUnits)
 	}
 	if n.JitterUnits < 0 || n.ReorderDelayUnits < 0 {

@@ -8,7 +8,8 @@ import (
 
 // send puts a message on the network after delayUnits (a slow fsync): it
 // may be lost, duplicated, delayed, held back (reordered) or held by a
-// clogged link.
+// clogged link. With a latency matrix, links keep their order except when
+// the Reorder fault holds a message back.
 func (w *world) send(m consensus.Message, delayUnits int64) {
 	from, to := int(m.From)-1, int(m.To)-1
 	if from < 0 || from >= len(w.nodes) || to < 0 || to >= len(w.nodes) || from == to {
@@ -29,6 +30,12 @@ func (w *world) send(m consensus.Message, delayUnits int64) {
 		at := w.now + delayUnits + w.latency[from][to]
 		if w.net.JitterUnits > 0 {
 			at += w.rng.Int64N(w.net.JitterUnits + 1)
+		}
+		if w.linkLast != nil {
+			// A wide-area link is a stream (as TCP is): jitter delays a
+			// message but does not let it overtake an earlier one.
+			at = max(at, w.linkLast[from][to])
+			w.linkLast[from][to] = at
 		}
 		if w.net.Reorder > 0 && w.rng.Float64() < w.net.Reorder {
 			at += w.rng.Int64N(w.net.ReorderDelayUnits + 1)

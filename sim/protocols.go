@@ -32,7 +32,8 @@ func Raft(adjust ...func(*raft.Config)) Protocol {
 			}
 			return raft.New(cfg, nc.Durable)
 		},
-		Codec: raft.Codec,
+		Codec:   raft.Codec,
+		Commits: appliedCommits,
 	}
 }
 
@@ -56,7 +57,8 @@ func MultiPaxos(adjust ...func(*paxos.Config)) Protocol {
 			}
 			return paxos.New(cfg, nc.Durable)
 		},
-		Codec: paxos.Codec,
+		Codec:   paxos.Codec,
+		Commits: appliedCommits,
 	}
 }
 
@@ -75,6 +77,46 @@ func EPaxos(adjust ...func(*epaxos.Config)) Protocol {
 		},
 		Codec:      epaxos.Codec,
 		Leaderless: true,
+		Commits:    epaxosCommits,
+	}
+}
+
+// appliedCommits is Protocol.Commits for leader-based cores (Raft,
+// Multi-Paxos): the commands in Ready.Committed. A leader hands an entry
+// to its host in the Ready right after it learns that a majority holds it,
+// so at the leader, the node that accepted the proposal, this is the
+// commit time. A follower learns later (and its timing is not used).
+func appliedCommits(rd *consensus.Ready, committed func(consensus.Session)) {
+	for i := range rd.Committed {
+		e := &rd.Committed[i]
+		if e.Type == consensus.EntryNormal && e.Command.Session.ClientID != 0 {
+			committed(e.Command.Session)
+		}
+	}
+}
+
+// epaxosCommits is Protocol.Commits for EPaxos, which commits a command
+// before it can execute it (its dependencies must commit and execute
+// first): the commands of the committed instances among the records in
+// Ready.Persist. An instance's record is persisted whenever its state
+// changes, so the first committed record is the moment the replica
+// learned the commit; at the command leader (the replica the client sent
+// the command to) that is the end of the fast or the slow path.
+func epaxosCommits(rd *consensus.Ready, committed func(consensus.Session)) {
+	for _, r := range rd.Persist {
+		var in *epaxos.Instance
+		switch v := r.(type) {
+		case epaxos.Instance:
+			in = &v
+		case *epaxos.Instance:
+			in = v
+		default:
+			continue
+		}
+		if in.Status != epaxos.StatusCommitted || in.NoOp || in.Command.Session.ClientID == 0 {
+			continue
+		}
+		committed(in.Command.Session)
 	}
 }
 

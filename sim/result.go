@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/synod-io/synod/consensus"
 	"github.com/synod-io/synod/sim/check"
 )
 
@@ -59,6 +60,12 @@ type Result struct {
 	Latency    LatencyTicks
 	// LeaderChanges counts terms that had a leader.
 	LeaderChanges int
+	// LastLeader is the node seen becoming leader last (None if none did,
+	// as under a leaderless protocol).
+	LastLeader consensus.NodeID
+	// Sites is the latency seen at each site of the network's latency
+	// matrix (nil without one), in the order of the matrix's sites.
+	Sites []SiteLatency
 	// Committed is the highest index applied on any node.
 	Committed uint64
 	Faults    FaultCounts
@@ -79,6 +86,55 @@ type Result struct {
 
 	latencyUnits []int64
 	lin          *check.LinearizabilityResult
+	// Per-site samples behind Sites, in units.
+	siteCommitUnits, siteExecUnits [][]int64
+}
+
+// SiteLatency is the latency of the operations that the clients at one
+// site completed, leaving out those issued during Config.WarmupTicks, in
+// milliseconds. Both are measured from the moment the request reaches
+// the client's own site's node (the client's send plus
+// WorkloadConfig.ClientLatencyUnits): a client that sends straight to a
+// leader at another site is counted as if its own site's node had
+// forwarded the request, so the trip to the leader is part of the
+// latency.
+type SiteLatency struct {
+	Site string
+	// CommitMs, sorted: until the node that accepted the proposal (the
+	// leader, or EPaxos's command leader) learned the command committed,
+	// as Protocol.Commits reports. Empty if the protocol has no Commits.
+	CommitMs []float64
+	// ExecuteMs, sorted: until the client has the result, executed at the
+	// node that answered.
+	ExecuteMs []float64
+}
+
+// Quantile returns the q-quantile (0 <= q <= 1) of sorted samples, the
+// nearest rank at or below q, as Result.Latency does; 0 for no samples.
+func Quantile(sorted []float64, q float64) float64 {
+	if len(sorted) == 0 {
+		return 0
+	}
+	return sorted[int(q*float64(len(sorted)-1))]
+}
+
+func (r *Result) siteLatencies() {
+	m := r.Config.Network.Matrix
+	if m == nil {
+		return
+	}
+	ms := func(units []int64) []float64 {
+		out := make([]float64, len(units))
+		for i, u := range units {
+			out[i] = float64(u) / float64(r.Config.Network.UnitsPerMs)
+		}
+		slices.Sort(out)
+		return out
+	}
+	r.Sites = make([]SiteLatency, m.Len())
+	for i, name := range m.Sites {
+		r.Sites[i] = SiteLatency{Site: name, CommitMs: ms(r.siteCommitUnits[i]), ExecuteMs: ms(r.siteExecUnits[i])}
+	}
 }
 
 // OK reports whether no checker found a violation.

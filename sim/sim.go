@@ -3,6 +3,7 @@ package sim
 import (
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"slices"
 	"time"
@@ -88,6 +89,9 @@ type world struct {
 	clogUntil [][]int64 // link holds messages until this time
 	blocks    [][][2]int
 	quiet     bool
+	// linkLast is, with a latency matrix, the latest delivery time
+	// scheduled on each link (links deliver in order); nil otherwise.
+	linkLast [][]int64
 
 	clients []*client
 	history []check.KVOperation
@@ -161,10 +165,27 @@ func newWorld(cfg Config) *world {
 		w.blocked[i] = make([]int, n)
 		w.clogUntil[i] = make([]int64, n)
 		for j := range n {
+			if m := cfg.Network.Matrix; m != nil {
+				w.latency[i][j] = oneWayUnits(m.RTT(i, j), cfg.Network.UnitsPerMs)
+				continue
+			}
 			w.latency[i][j] = cfg.Network.LatencyMinUnits + w.rng.Int64N(cfg.Network.LatencyMaxUnits-cfg.Network.LatencyMinUnits+1)
 		}
 	}
+	if m := cfg.Network.Matrix; m != nil {
+		w.linkLast = make([][]int64, n)
+		for i := range n {
+			w.linkLast[i] = make([]int64, n)
+		}
+		w.res.siteCommitUnits = make([][]int64, m.Len())
+		w.res.siteExecUnits = make([][]int64, m.Len())
+	}
 	return w
+}
+
+// oneWayUnits is half a round-trip time of rttMs milliseconds, in units.
+func oneWayUnits(rttMs float64, unitsPerMs int64) int64 {
+	return int64(math.Round(rttMs * float64(unitsPerMs) / 2))
 }
 
 func (w *world) schedule(at int64, e event) {
@@ -210,7 +231,14 @@ func (w *world) boot() error {
 	w.schedule(UnitsPerTick, event{kind: evFaults, node: -1})
 	w.schedule(w.cfg.FaultTicks*UnitsPerTick, event{kind: evQuiet, node: -1})
 	for i := range w.cfg.Workload.Clients {
-		c := &client{index: int32(i), id: uint64(i + 1), target: w.wrng.IntN(w.cfg.Nodes), lastSeen: map[string]string{}}
+		c := &client{index: int32(i), id: uint64(i + 1), site: -1, lastSeen: map[string]string{}}
+		if w.cfg.Network.Matrix != nil {
+			// Node i sits at site i: a client starts at its own site's.
+			c.site = i % w.cfg.Nodes
+			c.target = c.site
+		} else {
+			c.target = w.wrng.IntN(w.cfg.Nodes)
+		}
 		w.clients = append(w.clients, c)
 		w.schedule(w.wrng.Int64N(UnitsPerTick)+1, event{kind: evClientNext, node: -1, client: int32(i)})
 	}
@@ -399,6 +427,9 @@ func (w *world) process(n *node) {
 		if rd.Restore != nil && !w.restoreSnapshot(n, rd.Restore) {
 			return
 		}
+		if w.res.siteCommitUnits != nil && w.cfg.Protocol.Commits != nil {
+			w.cfg.Protocol.Commits(&rd, func(s consensus.Session) { w.committed(n, s) })
+		}
 		for i := range rd.Committed {
 			w.apply(n, &rd.Committed[i])
 		}
@@ -449,6 +480,7 @@ func (w *world) observe(n *node) {
 		return
 	}
 	w.trace.note(w.now, fmt.Sprintf("node %d leads term %d", n.id, st.Term))
+	w.res.LastLeader = n.id
 	w.violate(w.election.ObserveLeader(n.id, st.Term, w.tick()))
 	if er, ok := n.replica.(entryReader); ok {
 		first := uint64(1)
@@ -481,7 +513,7 @@ func (w *world) apply(n *node, e *consensus.Entry) {
 		return
 	}
 	delete(n.pendingWrites, e.Command.Session)
-	w.replyTo(pw.client, pw.attempt, &reply{result: res})
+	w.replyTo(n, pw.client, pw.attempt, &reply{result: res})
 }
 
 // serveReads answers reads whose read point the node has applied.
@@ -499,7 +531,7 @@ func (w *world) serveReads(n *node) {
 		}
 		delete(n.pendingReads, id)
 		res := n.store.Read(kv.Get(pr.key))
-		w.replyTo(pr.client, pr.attempt, &reply{result: res})
+		w.replyTo(n, pr.client, pr.attempt, &reply{result: res})
 	}
 	n.readStates = kept
 }
@@ -530,6 +562,7 @@ func (w *world) finish() {
 			Detail: fmt.Sprintf("no operation completed in the %d ticks after faults stopped at tick %d", w.cfg.LivenessTicks, w.cfg.FaultTicks)})
 	}
 	r.latencies()
+	r.siteLatencies()
 	if len(w.violations) == 0 {
 		timeout := time.Duration(w.cfg.CheckTimeoutSec) * time.Second
 		lin := check.CheckLinearizable(w.history, timeout)

@@ -17,6 +17,7 @@ import (
 	"github.com/spf13/pflag"
 	"golang.org/x/term"
 
+	"github.com/synod-io/synod/consensus"
 	"github.com/synod-io/synod/sim"
 )
 
@@ -54,6 +55,11 @@ type simFlags struct {
 	outDir     string
 	verbose    bool
 	noProgress bool
+	// matrixPath and sites place the nodes at sites of a latency matrix;
+	// matrix is the loaded (and selected) matrix, or nil.
+	matrixPath string
+	sites      string
+	matrix     *sim.LatencyMatrix
 }
 
 func newSimCommand() *cobra.Command {
@@ -73,7 +79,9 @@ replays it, the last events before the violation, and writes porcupine's HTML
 visualization of the history. The exit code is 1 if any run has a violation.`,
 		Example: `  synod sim --seeds 1-100
   synod sim --protocol raft --seed 42 --verbose
-  synod sim --seeds 1-1000 --nodes 5 --loss 0.1 --crash 0.01`,
+  synod sim --seeds 1-1000 --nodes 5 --loss 0.1 --crash 0.01
+  synod sim --seeds 1-50 --latency-matrix aws5 --sites us-east-1,eu-west-1,ap-northeast-1
+  synod sim wan`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runSim(cmd, f) },
 	}
@@ -109,6 +117,10 @@ visualization of the history. The exit code is 1 if any run has a violation.`,
 	fl.StringVar(&f.outDir, "out", "sim-failures", "directory for the HTML visualizations of failed runs")
 	fl.BoolVarP(&f.verbose, "verbose", "v", false, "print a line per seed")
 	fl.BoolVar(&f.noProgress, "no-progress", false, "do not draw a progress bar")
+	fl.StringVar(&f.matrixPath, "latency-matrix", "", "place one node at each site of this RTT matrix file, or built-in matrix ("+
+		strings.Join(sim.BuiltinLatencyMatrices(), ", ")+"), instead of random link latencies; see 'synod sim wan --help' for the format")
+	fl.StringVar(&f.sites, "sites", "", "with --latency-matrix: the sites to use, comma-separated (default: all)")
+	cmd.AddCommand(newSimWANCommand())
 	return cmd
 }
 
@@ -191,6 +203,16 @@ func configFor(cmd *cobra.Command, f *simFlags, p sim.Protocol, seed int64) (sim
 	if set("client-timeout-ticks") {
 		cfg.Workload.TimeoutTicks = f.timeout
 	}
+	if m := f.matrix; m != nil {
+		if set("nodes") && f.nodes != m.Len() {
+			return cfg, fmt.Errorf("--nodes %d: the latency matrix places one node at each of its %d sites (%s); use --sites to choose them",
+				f.nodes, m.Len(), strings.Join(m.Sites, ", "))
+		}
+		sim.UseLatencyMatrix(&cfg, m)
+		if !set("faulty-disks") {
+			cfg.Disk.Faulty = min(cfg.Disk.Faulty, (cfg.Nodes-1)/2)
+		}
+	}
 	if set("mix") || !f.swarm {
 		parts := strings.Split(f.mix, ":")
 		if len(parts) != 4 {
@@ -237,6 +259,8 @@ type summary struct {
 	failedSeeds                  []int64
 	nodesSeen                    map[int]int
 	snapshots, installed         int
+	// sites merges Result.Sites over the runs (latency-matrix runs).
+	sites []sim.SiteLatency
 }
 
 func (s *summary) add(r *sim.Result) {
@@ -273,6 +297,14 @@ func (s *summary) add(r *sim.Result) {
 		s.linUnknown++
 	}
 	s.latencies = append(s.latencies, r.LatencySamplesTicks()...)
+	if s.sites == nil && len(r.Sites) > 0 {
+		s.sites = make([]sim.SiteLatency, len(r.Sites))
+	}
+	for i, site := range r.Sites {
+		s.sites[i].Site = site.Site
+		s.sites[i].CommitMs = append(s.sites[i].CommitMs, site.CommitMs...)
+		s.sites[i].ExecuteMs = append(s.sites[i].ExecuteMs, site.ExecuteMs...)
+	}
 	if !r.OK() {
 		s.failed++
 		s.failedSeeds = append(s.failedSeeds, r.Seed)
@@ -301,6 +333,17 @@ func (s *summary) print(w io.Writer, protocol string, wall time.Duration) {
 	fmt.Fprintf(w, "  operations     %d completed, %d failed, %d unknown outcome\n", s.opsOK, s.opsFailed, s.opsUnknown)
 	fmt.Fprintf(w, "  throughput     %.1f ops per 1000 simulated ticks (mean per run)\n", s.throughput/float64(max(1, s.runs)))
 	fmt.Fprintf(w, "  latency        p50 %.2f  p90 %.2f  p99 %.2f  max %.2f ticks\n", pct(0.5), pct(0.9), pct(0.99), pct(1))
+	for i, site := range s.sites {
+		slices.Sort(site.CommitMs)
+		slices.Sort(site.ExecuteMs)
+		label := ""
+		if i == 0 {
+			label = "per site (ms)"
+		}
+		fmt.Fprintf(w, "  %-14s %-15s commit p50 %6.1f  p99 %6.1f   execute p50 %6.1f  p99 %6.1f  (%d ops)\n", label, site.Site,
+			sim.Quantile(site.CommitMs, 0.5), sim.Quantile(site.CommitMs, 0.99),
+			sim.Quantile(site.ExecuteMs, 0.5), sim.Quantile(site.ExecuteMs, 0.99), len(site.ExecuteMs))
+	}
 	fmt.Fprintf(w, "  leader changes %d\n", s.leaderChanges)
 	f := s.faults
 	fmt.Fprintf(w, "  faults         %d crashes (%d of leaders, %d mid-Ready), %d restarts, %d partitions, %d asymmetric, %d clogs, %d pauses\n",
@@ -326,10 +369,37 @@ func (s *summary) print(w io.Writer, protocol string, wall time.Duration) {
 	fmt.Fprintf(w, "  failed seeds   %v\n", s.failedSeeds)
 }
 
+// loadMatrix reads --latency-matrix and applies --sites.
+func loadMatrix(path, sites string) (*sim.LatencyMatrix, error) {
+	m, err := sim.LoadLatencyMatrix(path)
+	if err != nil {
+		return nil, err
+	}
+	if sites == "" {
+		return m, nil
+	}
+	var names []string
+	for _, s := range strings.Split(sites, ",") {
+		names = append(names, strings.TrimSpace(s))
+	}
+	return m.Select(names)
+}
+
 func runSim(cmd *cobra.Command, f *simFlags) error {
 	p, err := sim.ProtocolByName(f.protocol)
 	if err != nil {
 		return err
+	}
+	if f.matrixPath != "" {
+		if f.matrix, err = loadMatrix(f.matrixPath, f.sites); err != nil {
+			return err
+		}
+		// Timers that must outlast the longest round trip.
+		if p, err = sim.WANProtocol(f.protocol, f.matrix, consensus.None); err != nil {
+			return err
+		}
+	} else if f.sites != "" {
+		return fmt.Errorf("--sites needs --latency-matrix")
 	}
 	first, last := f.seed, f.seed
 	if f.seeds != "" {

@@ -19,6 +19,8 @@ import (
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
+
+	"github.com/synod-io/synod/node"
 )
 
 // Bounds of the cluster helpers.
@@ -58,15 +60,25 @@ type cluster struct {
 	exe     string
 	dir     string
 	members []*member
+	// leaderless is set when the members run a protocol without a leader
+	// (node.Leaderless): then no member ever names a leader.
+	leaderless bool
 }
 
 // newCluster starts n members on free loopback ports, with their data
-// and logs in a temporary directory, and waits for a leader. Every
-// process is stopped when the test ends; on failure the members' last
-// log lines are printed.
+// and logs in a temporary directory, and waits for a leader (for every
+// member to answer, under a leaderless protocol). extraArgs are added to
+// each member's command line; a "--protocol" among them selects the
+// protocol. Every process is stopped when the test ends; on failure the
+// members' last log lines are printed.
 func newCluster(t *testing.T, n int, extraArgs ...string) *cluster {
 	t.Helper()
 	c := &cluster{t: t, exe: synodBinary(t), dir: t.TempDir()}
+	for i, a := range extraArgs {
+		if a == "--protocol" && i+1 < len(extraArgs) {
+			c.leaderless = node.Leaderless(extraArgs[i+1])
+		}
+	}
 	ports, err := freePorts(2 * n)
 	if err != nil {
 		t.Fatal(err)
@@ -104,7 +116,7 @@ func newCluster(t *testing.T, n int, extraArgs ...string) *cluster {
 			t.Fatal(err)
 		}
 	}
-	if _, err := c.waitLeader(context.Background(), nil); err != nil {
+	if err := c.waitReady(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	return c
@@ -370,6 +382,32 @@ func (c *cluster) leader(ctx context.Context) (*member, uint64) {
 		}
 	}
 	return nil, 0
+}
+
+// waitReady waits up to waitMax until the cluster can take requests: a
+// leader is known or, under a leaderless protocol, every member answers.
+func (c *cluster) waitReady(ctx context.Context) error {
+	if !c.leaderless {
+		_, err := c.waitLeader(ctx, nil)
+		return err
+	}
+	deadline := time.Now().Add(waitMax)
+	for time.Now().Before(deadline) && ctx.Err() == nil {
+		if err := c.crashed(); err != nil {
+			return err
+		}
+		answering := 0
+		for _, m := range c.members {
+			if st, err := m.statusOf(ctx); err == nil && st.Leader == 0 {
+				answering++
+			}
+		}
+		if answering == len(c.members) {
+			return nil
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return fmt.Errorf("not every member answered within %v; logs in %s", waitMax, c.dir)
 }
 
 // waitLeader waits up to waitMax for a leader other than not (if set).

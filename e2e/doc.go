@@ -12,7 +12,9 @@
 //	go test ./e2e -run Fault -e2e.duration 2m    # a longer fault run
 //	go test ./e2e -run Fault -v -e2e.seed 42     # replay a kill schedule
 //	go test ./e2e -run 'Restart$' -e2e.protocol multipaxos  # the full fault run with Multi-Paxos
+//	go test ./e2e -run 'Restart$' -e2e.protocol epaxos      # the full fault run with EPaxos
 //
-// The fault test runs -e2e.protocol (raft by default); a shorter variant
-// with Multi-Paxos members runs by default too.
+// The fault test runs -e2e.protocol (raft by default); shorter variants
+// with Multi-Paxos and with EPaxos members run by default too. The etcdctl
+// test runs against a Raft cluster and against an EPaxos one.
 package e2e

@@ -13,6 +13,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/synod-io/synod/server"
 )
 
 // etcdctl versions to try, in order: the release matching the etcd API
@@ -167,15 +169,22 @@ func (c ctl) expect(want string, args ...string) {
 	}
 }
 
-// TestEtcdctl drives a three-member cluster with etcd's own etcdctl:
+// TestEtcdctl drives a three-member Raft cluster with etcd's own etcdctl:
 // put, get (single keys, ranges, prefixes, limits, JSON), del, txn from
 // standard input, watch, endpoint status, member list and endpoint health.
-func TestEtcdctl(t *testing.T) {
+func TestEtcdctl(t *testing.T) { testEtcdctl(t, "raft") }
+
+// TestEtcdctlEPaxos runs the same commands against an EPaxos cluster,
+// where every member serves writes and linearizable reads itself, no
+// member names a leader, and a txn compare on a revision is refused.
+func TestEtcdctlEPaxos(t *testing.T) { testEtcdctl(t, "epaxos") }
+
+func testEtcdctl(t *testing.T, protocol string) {
 	if testing.Short() {
 		t.Skip("builds etcdctl and starts real processes; skipped with -short")
 	}
 	bin := etcdctlBinary(t)
-	c := newCluster(t, 3)
+	c := newCluster(t, 3, "--protocol", protocol)
 	all := ctl{t: t, bin: bin, endpoints: c.endpoints()}
 	t.Logf("using %s: %s", bin, strings.ReplaceAll(strings.TrimSpace(all.ok("", "version")), "\n", "; "))
 
@@ -188,7 +197,8 @@ func TestEtcdctl(t *testing.T) {
 		e.expect("OK\n", "put", "greeting", "hello again")
 		e.expect("greeting\nhello again\n", "get", "greeting")
 		// Through each member alone: followers forward writes and
-		// linearizable reads to the leader; the next member reads it back.
+		// linearizable reads to the leader (under EPaxos every member
+		// serves them); the next member reads it back.
 		for i, m := range c.members {
 			key := "via-" + m.name
 			one := ctl{t: t, bin: bin, endpoints: []string{m.clientURL}}
@@ -254,9 +264,45 @@ func TestEtcdctl(t *testing.T) {
 			t.Errorf("txn (create if absent):\n got %q\nwant %q", got, want)
 		}
 		e.expect("tx-absent\ncreated\n", "get", "tx-absent")
+		in = "mod(\"tx\") > \"0\"\n\nput tx exists\n\n\n"
+		if got, want := e.ok(in, "txn"), "SUCCESS\n\nOK\n"; got != want {
+			t.Errorf("txn (mod revision > 0: the key exists):\n got %q\nwant %q", got, want)
+		}
+		in = "mod(\"tx\") = \"5\"\n\nput tx five\n\n\n"
+		r := e.run(in, "txn")
+		if c.leaderless {
+			// Revisions are local to each member: such a compare could
+			// take different branches on different members.
+			if r.err == nil || !strings.Contains(r.stderr, "create or mod revision") {
+				t.Errorf("txn with a revision compare under %s: %v, want it refused\nstdout:\n%s\nstderr:\n%s", protocol, r.err, r.stdout, r.stderr)
+			}
+		} else if r.err != nil || !strings.HasPrefix(r.stdout, "FAILURE") && !strings.HasPrefix(r.stdout, "SUCCESS") {
+			t.Errorf("txn with a revision compare: %v\nstdout:\n%s\nstderr:\n%s", r.err, r.stdout, r.stderr)
+		}
+		e.expect("tx\nexists\n", "get", "tx")
 	})
 
 	t.Run("watch", func(t *testing.T) { testWatch(t, bin, all) })
+
+	t.Run("compact", func(t *testing.T) {
+		// Compaction is checked against the revision of the member that
+		// serves it (under EPaxos, that member's own), and removes nothing.
+		one := ctl{t: t, bin: bin, endpoints: []string{c.members[0].clientURL}}
+		var resp struct {
+			Header struct {
+				Revision int64 `json:"revision"`
+			} `json:"header"`
+		}
+		if out := one.ok("", "get", "greeting", "-w", "json"); json.Unmarshal([]byte(out), &resp) != nil || resp.Header.Revision < 2 {
+			t.Fatalf("get -w json: no revision in %s", out)
+		}
+		rev := resp.Header.Revision
+		one.expect(fmt.Sprintf("compacted revision %d\n", rev), "compact", fmt.Sprint(rev))
+		if r := one.run("", "compact", fmt.Sprint(rev+1_000_000)); r.err == nil || !strings.Contains(r.stderr, "future revision") {
+			t.Errorf("compact beyond the current revision: %v\nstdout:\n%s\nstderr:\n%s", r.err, r.stdout, r.stderr)
+		}
+		one.expect("greeting\nhello again\n", "get", "greeting")
+	})
 
 	t.Run("endpoint-status", func(t *testing.T) {
 		e := ctl{t: t, bin: bin, endpoints: all.endpoints}
@@ -291,12 +337,18 @@ func TestEtcdctl(t *testing.T) {
 			if st.Header.ClusterID == 0 || st.Header.ClusterID != sts[0].Status.Header.ClusterID {
 				t.Errorf("%s: cluster ID %x, first member says %x", s.Endpoint, st.Header.ClusterID, sts[0].Status.Header.ClusterID)
 			}
-			if st.Leader == 0 || st.Leader != sts[0].Status.Leader || st.RaftTerm == 0 || st.RaftIndex == 0 || st.Version == "" || st.DBSize <= 0 {
+			if server.ProtocolOfVersion(st.Version) != protocol || st.RaftIndex == 0 || st.DBSize <= 0 {
 				t.Errorf("%s: implausible status %+v", s.Endpoint, st)
 			}
+			switch {
+			case c.leaderless && (st.Leader != 0 || st.RaftTerm != 0):
+				t.Errorf("%s: leader %x, term %d under %s: want no leader, term 0", s.Endpoint, st.Leader, st.RaftTerm, protocol)
+			case !c.leaderless && (st.Leader == 0 || st.Leader != sts[0].Status.Leader || st.RaftTerm == 0):
+				t.Errorf("%s: implausible leader or term in %+v", s.Endpoint, st)
+			}
 		}
-		if len(ids) != 3 || !ids[sts[0].Status.Leader] {
-			t.Errorf("endpoint status: member IDs %v, leader %x: want 3 distinct members, one of them the leader", ids, sts[0].Status.Leader)
+		if len(ids) != 3 || !c.leaderless && !ids[sts[0].Status.Leader] {
+			t.Errorf("endpoint status: member IDs %v, leader %x: want 3 distinct members, one of them the leader (if any)", ids, sts[0].Status.Leader)
 		}
 		slices.Sort(eps)
 		want := slices.Sorted(slices.Values(c.endpoints()))
@@ -304,8 +356,12 @@ func TestEtcdctl(t *testing.T) {
 			t.Errorf("endpoint status endpoints %v, want %v", eps, want)
 		}
 		table := e.ok("", "endpoint", "status", "-w", "table")
-		if !strings.Contains(table, "IS LEADER") || strings.Count(table, " true │") != 1 {
-			t.Errorf("endpoint status -w table has no leader row:\n%s", table)
+		leaders := 1
+		if c.leaderless {
+			leaders = 0
+		}
+		if !strings.Contains(table, "IS LEADER") || strings.Count(table, " true │") != leaders {
+			t.Errorf("endpoint status -w table: want %d leader rows:\n%s", leaders, table)
 		}
 	})
 

@@ -173,11 +173,20 @@ func TestKeys(t *testing.T) {
 	}{
 		{Put("b", "x"), []string{"b"}},
 		{Get("a"), []string{"a"}},
-		{RangePrefix("p/"), []string{"p/"}},
 		{Delete("d"), []string{"d"}},
 		{CompareAndSwap("k", "1", "2"), []string{"k"}},
 		{Request{Txn: &TxnRequest{Compare: Compare{Key: []byte("z")}, Success: []Request{Put("b", ""), Delete("a")},
 			Failure: []Request{Get("b"), Put("c", "")}}}, []string{"a", "b", "c", "z"}},
+		// Anything over a range of keys conflicts with everything.
+		{RangePrefix("p/"), []string{consensus.ConflictAll}},
+		{RangePrefix(""), []string{consensus.ConflictAll}},
+		{Request{Range: &RangeRequest{Key: []byte("a"), RangeEnd: []byte("b"), CountOnly: true}}, []string{consensus.ConflictAll}},
+		{Request{Range: &RangeRequest{Key: []byte("b"), RangeEnd: []byte("a")}}, []string{consensus.ConflictAll}}, // empty, still a range
+		{Request{DeleteRange: &DeleteRangeRequest{Key: []byte("a"), RangeEnd: []byte{0}}}, []string{consensus.ConflictAll}},
+		{Request{Txn: &TxnRequest{Compare: Compare{Key: []byte("z")}, Success: []Request{Put("b", "")},
+			Failure: []Request{RangePrefix("q")}}}, []string{consensus.ConflictAll}}, // in the branch not taken too
+		{Request{Txn: &TxnRequest{Compare: Compare{Key: []byte("z")},
+			Success: []Request{{DeleteRange: &DeleteRangeRequest{Key: []byte("x"), RangeEnd: PrefixEnd([]byte("x"))}}}}}, []string{consensus.ConflictAll}},
 	}
 	for _, tt := range tests {
 		if got := tt.req.Keys(); !slices.Equal(got, tt.want) {

@@ -22,6 +22,19 @@
 // creation, +1 per put). Deleting a key removes it; putting it again starts
 // a new life at Version 1 with a new CreateRevision.
 //
+// # Per-key order (EPaxos)
+//
+// A store made with Options.PerKeyOrder serves a protocol whose replicas
+// apply commands that share no conflict key (Request.Keys) in different
+// orders. The revision is then this replica's count of applied writes: it
+// orders each key's history, and a replica's own history, but the same
+// write has different revisions on different replicas. Values, versions
+// and which keys exist agree everywhere; anything whose outcome would
+// depend on the local numbers and that changes state (a Txn compare on a
+// create or mod revision) is refused with ErrRevisionCompare on every
+// replica alike, and sessions, which assume a client's commands apply in
+// order, are not used. See Options.
+//
 // # Backends
 //
 // The semantics reach the state only through the small Backend interface

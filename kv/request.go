@@ -376,42 +376,57 @@ func (r *Request) ReadOnly() bool {
 }
 
 // Keys returns the request's conflict keys, sorted and without duplicates,
-// for consensus.Command.Keys: the key of a Put, the start key of a Range or
-// DeleteRange, and for a Txn the compare key and its operations' keys.
+// for consensus.Command.Keys. A request that names only single keys gets
+// those keys: the key of a Put, of a Range or DeleteRange without a
+// RangeEnd, and for a Txn its compare key and its operations' keys (both
+// branches, since which one runs is decided only when it is applied).
 //
-// Limitation: a range is represented only by its start key, so two
-// requests whose ranges overlap but start at different keys (or a range and
-// a put inside it) do not share a conflict key. That is enough for Raft and
-// Paxos, which ignore keys, but EPaxos must not rely on it for range
-// requests until ranges get proper conflict detection.
+// A request that touches a range of keys — a Range or DeleteRange with a
+// RangeEnd (which includes prefix reads and deletes), at the top level or
+// in either branch of a Txn — gets the single key consensus.ConflictAll
+// instead: which keys a range holds is known only when the command is
+// applied, so it must be ordered against every other command. Raft and
+// Multi-Paxos ignore conflict keys; EPaxos orders two commands only when
+// they share a key, so these keys are what keeps its replicas in
+// agreement on every key's history and makes a range see a consistent
+// state.
 func (r *Request) Keys() []string {
 	var keys []string
-	r.appendKeys(&keys, 0)
+	if r.appendKeys(&keys, 0) {
+		return []string{consensus.ConflictAll}
+	}
 	slices.Sort(keys)
 	return slices.Compact(keys)
 }
 
-func (r *Request) appendKeys(keys *[]string, depth int) {
+// appendKeys appends r's single keys to keys and reports whether r
+// touches a range of keys (then keys is incomplete and irrelevant).
+func (r *Request) appendKeys(keys *[]string, depth int) (ranged bool) {
 	if r.Range != nil {
 		*keys = append(*keys, string(r.Range.Key))
+		ranged = ranged || len(r.Range.RangeEnd) > 0
 	}
 	if r.Put != nil {
 		*keys = append(*keys, string(r.Put.Key))
 	}
 	if r.DeleteRange != nil {
 		*keys = append(*keys, string(r.DeleteRange.Key))
+		ranged = ranged || len(r.DeleteRange.RangeEnd) > 0
 	}
 	if r.Txn != nil {
 		*keys = append(*keys, string(r.Txn.Compare.Key))
 		if depth > 0 {
-			return // a nested Txn is invalid; don't follow it (it may be cyclic)
+			return ranged // a nested Txn is invalid; don't follow it (it may be cyclic)
 		}
 		for _, branch := range [2][]Request{r.Txn.Success, r.Txn.Failure} {
 			for i := range branch {
-				branch[i].appendKeys(keys, depth+1)
+				if branch[i].appendKeys(keys, depth+1) {
+					ranged = true
+				}
 			}
 		}
 	}
+	return ranged
 }
 
 // Command returns a consensus command carrying r, with its conflict keys

@@ -238,7 +238,8 @@ func encodeResult(e *encoder, r *Result) {
 // Restore rebuilds a store from a Snapshot. It verifies the checksum first
 // and then every invariant of the state (key order, revision metadata,
 // session table), and returns an error matching ErrCorruptSnapshot if
-// anything is wrong; it never panics on bad input.
+// anything is wrong; it never panics on bad input. The store has the
+// default Options: a snapshot holds state, not settings.
 func Restore(data []byte) (*Store, error) {
 	const minLen = len(snapshotMagic) + 1 + 4
 	if len(data) < minLen {

@@ -55,6 +55,8 @@ type Result struct {
 // equal state (equal Hash and Snapshot). Nothing in Store depends on map
 // iteration order, time or randomness.
 type Store struct {
+	// opts are the store's settings, fixed at creation.
+	opts Options
 	// applied is the index of the last applied entry; 0 before any.
 	applied uint64
 	// rev is the store revision. Invariant: rev >= 1, and rev >= the
@@ -67,10 +69,18 @@ type Store struct {
 	sessions sessionTable
 }
 
-// New returns an empty store at revision 1 with nothing applied.
-func New() *Store {
-	return &Store{rev: 1, kvs: make(map[string]*entry), sessions: newSessionTable(SessionsMax)}
+// New returns an empty store at revision 1 with nothing applied, with the
+// default Options.
+func New() *Store { return NewWith(Options{}) }
+
+// NewWith returns an empty store at revision 1 with nothing applied, with
+// options o.
+func NewWith(o Options) *Store {
+	return &Store{opts: o, rev: 1, kvs: make(map[string]*entry), sessions: newSessionTable(SessionsMax)}
 }
+
+// Options returns the store's options.
+func (s *Store) Options() Options { return s.opts }
 
 // AppliedIndex returns the index of the last applied entry (0 if none).
 func (s *Store) AppliedIndex() uint64 { return s.applied }
@@ -89,51 +99,35 @@ func (s *Store) Len() int { return len(s.kvs) }
 // unknown entry type, since each is a bug in the host or protocol. A no-op
 // entry changes nothing but the applied index.
 //
-// For a normal entry, if e.Command.Session has a client ID, the store
+// For a normal entry, if e.Command.Session has a client ID (and the
+// store's Options are not PerKeyOrder, which ignores sessions), the store
 // applies each of the client's sequence numbers at most once: a command
 // whose Seq equals the client's last applied Seq returns that command's
 // cached Result without applying anything; an older Seq returns
 // ErrSessionExpired. (Sessions are bounded; see SessionsMax.) Otherwise the
 // command is decoded and applied; a command that fails to decode or
-// validate returns a Result with Err set, changes no data and is not
-// recorded in the session table. The applied index advances in every case.
-func (s *Store) Apply(e consensus.Entry) Result { return Apply(s.backend(), e) }
+// validate, or that the store's Options refuse (ErrRevisionCompare),
+// returns a Result with Err set, changes no data and is not recorded in
+// the session table. The applied index advances in every case.
+func (s *Store) Apply(e consensus.Entry) Result { return s.opts.Apply(s.backend(), e) }
 
 // Read serves a read-only request (a Range, or a Txn whose branches only
 // read) against the current state without changing it. For a linearizable
 // read, call it once AppliedIndex has reached a confirmed read index. A
-// request that writes returns ErrNotReadOnly; an invalid one its validation
-// error.
-func (s *Store) Read(r Request) Result { return Read(s.backend(), r) }
+// request that writes returns ErrNotReadOnly; an invalid one (or one the
+// store's Options refuse) the error Options.Check returns.
+func (s *Store) Read(r Request) Result { return s.opts.Read(s.backend(), r) }
 
 // Apply applies a committed entry to the state in b, with exactly the
-// semantics of Store.Apply (which is Apply over the in-memory backend).
-// Every change goes through b; the applied index and revision are written
-// once, with SetMeta, after the entry's data.
-func Apply(b Backend, e consensus.Entry) Result {
-	m := b.Meta()
-	if e.Index != m.Applied+1 {
-		panic(fmt.Sprintf("kv: applying entry %d, but the last applied entry is %d (entries must be applied in order, each once)", e.Index, m.Applied))
-	}
-	switch e.Type {
-	case consensus.EntryNormal:
-	case consensus.EntryNoOp:
-	default:
-		panic(fmt.Sprintf("kv: entry %d has unknown type %v", e.Index, e.Type))
-	}
-	m.Applied = e.Index
-	var res Result
-	if e.Type == consensus.EntryNoOp {
-		res = Result{Revision: m.Revision}
-	} else {
-		res = applyCommand(b, &m, e)
-	}
-	b.SetMeta(m)
-	return res
-}
+// semantics of Store.Apply for a store with the default Options (it is
+// Options{}.Apply).
+func Apply(b Backend, e consensus.Entry) Result { return Options{}.Apply(b, e) }
 
-func applyCommand(b Backend, m *Meta, e consensus.Entry) Result {
+func (o Options) applyCommand(b Backend, m *Meta, e consensus.Entry) Result {
 	sess := e.Command.Session
+	if o.PerKeyOrder {
+		sess = consensus.Session{} // see Options.PerKeyOrder
+	}
 	known := false
 	if sess.ClientID != 0 {
 		if sess.Seq == 0 {
@@ -152,6 +146,9 @@ func applyCommand(b Backend, m *Meta, e consensus.Entry) Result {
 		known = ok
 	}
 	req, err := DecodeRequest(e.Command.Data)
+	if err == nil {
+		err = o.checkRevisions(&req)
+	}
 	if err != nil {
 		return Result{Revision: m.Revision, Err: err}
 	}
@@ -174,17 +171,9 @@ func applyCommand(b Backend, m *Meta, e consensus.Entry) Result {
 }
 
 // Read serves a read-only request against the state in v, with exactly
-// the semantics of Store.Read.
-func Read(v View, r Request) Result {
-	m := v.Meta()
-	if err := r.Validate(); err != nil {
-		return Result{Revision: m.Revision, Err: err}
-	}
-	if !r.ReadOnly() {
-		return Result{Revision: m.Revision, Err: ErrNotReadOnly}
-	}
-	return apply(v, nil, &m, &r)
-}
+// the semantics of Store.Read for a store with the default Options (it is
+// Options{}.Read).
+func Read(v View, r Request) Result { return Options{}.Read(v, r) }
 
 // apply applies a valid request: reads through v, writes through b (nil
 // for a read-only request). Every write uses revision m.Revision+1; if any

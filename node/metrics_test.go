@@ -10,8 +10,9 @@ import (
 	"github.com/synod-io/synod/kv"
 )
 
-// TestMetrics runs for every protocol: each has a heartbeat and answer
-// pair whose round trip is measured.
+// TestMetrics runs for every protocol. Those with a leader have a
+// heartbeat and answer pair whose round trip is measured; a leaderless one
+// has neither leader changes nor round trips.
 func TestMetrics(t *testing.T) {
 	forEachProtocol(t, testMetrics)
 }
@@ -29,17 +30,21 @@ func testMetrics(t *testing.T, protocol string) {
 	if _, err := ld.Propose(ctx, kv.Put("d", "v")); !errors.Is(err, context.Canceled) {
 		t.Fatalf("propose with a canceled context: %v", err)
 	}
-	// A follower's refusal is not a failure: the server forwards it.
+	leaderless := Leaderless(protocol)
 	f := (l + 1) % 3
-	if _, err := c.nodes[f].Propose(ctxT(t), kv.Put("e", "v")); !errors.Is(err, consensus.ErrNotLeader) {
+	peers := 2 // round trips measured to each follower
+	if leaderless {
+		peers = 0
+	} else if _, err := c.nodes[f].Propose(ctxT(t), kv.Put("e", "v")); !errors.Is(err, consensus.ErrNotLeader) {
+		// A follower's refusal is not a failure: the server forwards it.
 		t.Fatalf("propose on a follower: %v", err)
 	}
 	// Wait for a heartbeat round trip to each follower.
 	deadline := time.Now().Add(5 * time.Second)
-	var m Metrics
-	for time.Now().Before(deadline) {
+	m := ld.Metrics()
+	for !leaderless && time.Now().Before(deadline) {
 		m = ld.Metrics()
-		if len(m.PeerRoundTrip) == 2 {
+		if len(m.PeerRoundTrip) == peers {
 			break
 		}
 		time.Sleep(10 * time.Millisecond)
@@ -50,14 +55,14 @@ func testMetrics(t *testing.T, protocol string) {
 	if fm := c.nodes[f].Metrics(); fm.ProposalsFailed != 0 {
 		t.Errorf("follower counts %d failed proposals; not-leader refusals must not count", fm.ProposalsFailed)
 	}
-	if m.LeaderChanges < 1 {
-		t.Errorf("leader changes %d, want at least 1", m.LeaderChanges)
+	if leaderless && m.LeaderChanges != 0 || !leaderless && m.LeaderChanges < 1 {
+		t.Errorf("leader changes %d (leaderless protocol: %v)", m.LeaderChanges, leaderless)
 	}
 	if m.WALSyncLatency.Count == 0 || m.ApplyLatency.Count == 0 || m.ApplyLatency.Sum <= 0 {
 		t.Errorf("latency histograms are empty: wal %+v apply %+v", m.WALSyncLatency, m.ApplyLatency)
 	}
-	if len(m.PeerRoundTrip) != 2 {
-		t.Errorf("round trips measured to %d peers, want 2", len(m.PeerRoundTrip))
+	if len(m.PeerRoundTrip) != peers {
+		t.Errorf("round trips measured to %d peers, want %d", len(m.PeerRoundTrip), peers)
 	}
 	if m.Transport != nil {
 		t.Errorf("the in-memory transport has no stats, got %+v", m.Transport)

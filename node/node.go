@@ -49,6 +49,22 @@
 // If it is behind the checkpoint's snapshot (a crash between installing a
 // received snapshot and restoring from it), it is restored from that
 // snapshot first.
+//
+// A protocol that rebuilds its state machine from the log (EPaxos, which
+// has no snapshots yet: its replica re-executes every committed command
+// from index 1 on each start, perhaps in another order) is the exception:
+// the node empties the key-value store on start and applies everything
+// again. Its revisions are renumbered then (they are local to each run of
+// each member, see kv.Options.PerKeyOrder), and start-up takes time
+// proportional to the whole history.
+//
+// # Leaderless protocols
+//
+// Under a protocol without a leader (Leaderless), every member takes
+// writes and linearizable reads; nothing is forwarded, and a member's
+// status names no leader. Without a read index, a linearizable read is
+// proposed as a command with the keys it reads and answered when it is
+// applied (see Read).
 package node
 
 import (
@@ -85,8 +101,9 @@ var (
 )
 
 // readyLoopsMax bounds the Readys handled in a row after one input; a
-// replica that keeps producing work forever is a bug.
-const readyLoopsMax = 1000
+// replica that keeps producing work forever is a bug (see handleReady).
+// A variable only so that tests can shrink it.
+var readyLoopsMax = 1000
 
 // sweepTicks is how often (in ticks) the loop forgets requests whose
 // callers gave up.
@@ -154,12 +171,21 @@ type proposal struct {
 type proposalResult struct {
 	res kv.Result
 	err error
+	// applied is set when res is the result of applying the command: always
+	// for a proposal, and for a linearizable read that went through the
+	// log (see readRequest). A read released by its read index gets neither
+	// res nor applied, and is served from the local state.
+	applied bool
 }
 
 type readRequest struct {
-	ctx  context.Context
-	id   uint64
-	done chan error // buffered
+	ctx context.Context
+	id  uint64
+	// keys and data are the read as a command, set when the protocol
+	// serves linearizable reads through the log (protocol.readThroughLog).
+	keys []string
+	data []byte
+	done chan proposalResult // buffered
 }
 
 // Start opens (or creates) the node's data directory, rebuilds the replica
@@ -240,11 +266,22 @@ func (n *Node) open() error {
 	// WAL (or restores the snapshot the WAL builds on).
 	n.kv, err = kvstore.Open(cfg.path(kvDirName), kvstore.Options{
 		NoSync: true,
+		KV:     n.proto.kv,
 		Logf:   func(format string, args ...any) { n.log.Error("kv store: " + fmt.Sprintf(format, args...)) },
 	})
 	if err != nil {
 		return fmt.Errorf("node: opening the key-value store in %s: %w "+
 			"(if it is damaged, remove this member's data directory and let it rejoin from its peers)", cfg.path(kvDirName), err)
+	}
+	if n.proto.rebuildsStateMachine {
+		// The replica hands over every committed command again, from
+		// index 1 and perhaps in another order: the store starts empty.
+		if ai := n.kv.AppliedIndex(); ai > 0 {
+			n.log.Info("emptying the key-value store: this protocol rebuilds it from the log on every start", "kv_applied", ai, "protocol", cfg.Protocol)
+		}
+		if err := n.kv.Reset(); err != nil {
+			return fmt.Errorf("node: emptying the key-value store in %s before rebuilding it from the log: %w", cfg.path(kvDirName), err)
+		}
 	}
 	ss, err := snap.Open(vfsDefault, cfg.path(snapDirName), snap.Options{Keep: snapshotsKept})
 	if err != nil {
@@ -379,8 +416,15 @@ func (n *Node) run() {
 	defer n.watch.Stop()
 	ticker := time.NewTicker(n.cfg.TickInterval)
 	defer ticker.Stop()
+	// resume is ready while the replica has Readys left over (a long
+	// re-execution, see handleReady), so that the loop goes on handling
+	// them between its other inputs; nil (never ready) otherwise.
+	ready := make(chan struct{})
+	close(ready)
+	var resume <-chan struct{}
 	for {
 		select {
+		case <-resume:
 		case <-n.stopc:
 			n.failAll(ErrStopped)
 			return
@@ -408,9 +452,14 @@ func (n *Node) run() {
 			n.readIndex(rq)
 			n.drainRequests(n.cfg.ProposalBatchMax-1, 0)
 		}
-		if err := n.handleReady(); err != nil {
+		more, err := n.handleReady()
+		if err != nil {
 			n.fail(err)
 			return
+		}
+		resume = nil
+		if more {
+			resume = ready
 		}
 		n.publish()
 	}
@@ -460,26 +509,41 @@ func (n *Node) readIndex(rq *readRequest) {
 	}
 	n.readSeq++
 	rq.id = n.readSeq
-	if err := n.replica.ReadIndex(readContext(rq.id)); err != nil {
-		rq.done <- err
+	err := n.replica.ReadIndex(readContext(rq.id))
+	if err != nil && rq.data != nil && errors.Is(err, n.proto.readThroughLog) {
+		// The protocol has no read index: order the read among the
+		// writes it conflicts with, as a command, and answer it with
+		// the result of applying it.
+		n.propose(&proposal{ctx: rq.ctx, keys: rq.keys, data: rq.data, done: rq.done})
+		return
+	}
+	if err != nil {
+		rq.done <- proposalResult{err: err}
 		return
 	}
 	n.reads[rq.id] = rq
 }
 
-// handleReady handles Readys until the replica has no more work. An error
-// is fatal: the node's disk state can no longer be trusted to match what
-// it told its peers, and it must stop (and restart from what is durable).
-func (n *Node) handleReady() error {
+// handleReady handles Readys until the replica has no more work, or
+// readyLoopsMax of them. Reaching the bound is fatal (a replica that
+// produces work forever is a bug) unless the last Ready applied committed
+// entries: a replica re-executing a long log after a restart (a protocol
+// that rebuilds its state machine) hands it over a bounded slice per
+// Ready, so handleReady returns more, and the loop comes back to it after
+// its next input, without waiting for one. An error is fatal: the node's
+// disk state can no longer be trusted to match what it told its peers,
+// and it must stop (and restart from what is durable).
+func (n *Node) handleReady() (more bool, err error) {
 	for range readyLoopsMax {
 		rd := n.replica.Ready()
 		if rd.Empty() {
-			return nil
+			return false, nil
 		}
+		more = len(rd.Committed) > 0
 		// 1. A Restore's snapshot was installed durably by the snapshot
 		// store when its last chunk arrived. 2. Persist.
 		if err := n.persist(rd.Persist, rd.SyncOptional); err != nil {
-			return fmt.Errorf("node: writing the write-ahead log: %w", err)
+			return false, fmt.Errorf("node: writing the write-ahead log: %w", err)
 		}
 		// 3. Send.
 		if len(rd.Messages) > 0 {
@@ -490,14 +554,14 @@ func (n *Node) handleReady() error {
 		if rd.Restore != nil {
 			start := time.Now()
 			if err := n.restoreKV(rd.Restore.Index); err != nil {
-				return err
+				return false, err
 			}
 			n.applied, n.appliedTerm = rd.Restore.Index, rd.Restore.Term
 			n.log.Info("installed snapshot from the leader", "index", rd.Restore.Index, "term", rd.Restore.Term, "took", time.Since(start))
 		}
 		if len(rd.Committed) > 0 {
 			if err := n.apply(rd.Committed); err != nil {
-				return err
+				return false, err
 			}
 		}
 		// 5. Reads.
@@ -509,7 +573,10 @@ func (n *Node) handleReady() error {
 			n.snapshot()
 		}
 	}
-	return fmt.Errorf("node: the replica produced %d Readys in a row without settling (a bug)", readyLoopsMax)
+	if more {
+		return true, nil
+	}
+	return false, fmt.Errorf("node: the replica produced %d Readys in a row without settling (a bug)", readyLoopsMax)
 }
 
 // apply applies committed entries to the key-value store in one batch and
@@ -536,7 +603,7 @@ func (n *Node) apply(ents []consensus.Entry) error {
 			continue
 		}
 		delete(n.waiting, e.Command.Session.Seq)
-		p.done <- proposalResult{res: results[i]}
+		p.done <- proposalResult{res: results[i], applied: true}
 	}
 	return nil
 }
@@ -552,7 +619,7 @@ func (n *Node) serveReads() {
 		id := readID(rs.Context)
 		if rq, ok := n.reads[id]; ok {
 			delete(n.reads, id)
-			rq.done <- nil
+			rq.done <- proposalResult{}
 		}
 	}
 	clear(n.readStates[len(kept):])
@@ -634,7 +701,7 @@ func (n *Node) publish() {
 		for id, rq := range n.reads {
 			if !confirmed[id] {
 				delete(n.reads, id)
-				rq.done <- &consensus.NotLeaderError{Leader: st.Leader}
+				rq.done <- proposalResult{err: &consensus.NotLeaderError{Leader: st.Leader}}
 			}
 		}
 	}
@@ -663,14 +730,14 @@ func (n *Node) failAll(err error) {
 	}
 	for id, rq := range n.reads {
 		delete(n.reads, id)
-		rq.done <- err
+		rq.done <- proposalResult{err: err}
 	}
 	for {
 		select {
 		case p := <-n.propc:
 			p.done <- proposalResult{err: err}
 		case rq := <-n.readc:
-			rq.done <- err
+			rq.done <- proposalResult{err: err}
 		default:
 			return
 		}
@@ -760,20 +827,23 @@ func (n *Node) checkRunning() error {
 // Propose replicates a write request and returns its result once this node
 // has applied it. On a node that does not lead it returns a
 // *consensus.NotLeaderError (matching consensus.ErrNotLeader) naming the
-// leader it knows. If ctx ends first it returns ctx's error, and the
+// leader it knows; under a leaderless protocol (Leaderless) every node
+// takes proposals. If ctx ends first it returns ctx's error, and the
 // request may or may not take effect. A full queue returns ErrBusy. A
-// request the state machine rejects (invalid, for example) comes back with
-// its Result.Err also returned as the error.
+// request the state machine rejects (invalid, or refused by the
+// protocol's kv.Options, such as a revision compare under EPaxos) comes
+// back with its Result.Err also returned as the error; one that is
+// invalid whatever the state is refused before it is replicated.
 func (n *Node) Propose(ctx context.Context, req kv.Request) (res kv.Result, err error) {
-	if err := req.Validate(); err != nil {
+	if err := n.proto.kv.Check(&req); err != nil {
 		return kv.Result{Err: err}, err
 	}
 	defer n.metrics.proposed(&res, &err)
 	if err := n.checkRunning(); err != nil {
 		return kv.Result{}, err
 	}
-	if st := n.status.Load(); st.Role != consensus.RoleLeader {
-		return kv.Result{}, &consensus.NotLeaderError{Leader: st.Leader}
+	if err := n.checkLeader(); err != nil {
+		return kv.Result{}, err
 	}
 	ctx, cancel := n.withTimeout(ctx)
 	defer cancel()
@@ -783,68 +853,82 @@ func (n *Node) Propose(ctx context.Context, req kv.Request) (res kv.Result, err 
 	default:
 		return kv.Result{}, ErrBusy
 	}
-	select {
-	case r := <-p.done:
-		if r.err != nil {
-			return kv.Result{}, r.err
-		}
-		return r.res, r.res.Err
-	case <-ctx.Done():
-		return kv.Result{}, ctx.Err()
-	case <-n.donec:
-		// The loop answers everything queued before it exits.
-		select {
-		case r := <-p.done:
-			if r.err != nil {
-				return kv.Result{}, r.err
-			}
-			return r.res, r.res.Err
-		default:
-			return kv.Result{}, n.checkRunning()
-		}
+	r, err := n.await(ctx, p.done)
+	if err != nil {
+		return kv.Result{}, err
 	}
+	return r.res, r.res.Err
 }
 
-// Read serves a read-only request. A linearizable read confirms a read
-// index with the leader's quorum and waits until this node has applied
-// it; on a node that does not lead it returns a *consensus.NotLeaderError.
-// A serializable read is served from the local state at once (it may be
-// stale).
+// checkLeader returns a *consensus.NotLeaderError if this node must not
+// order commands itself: it runs a protocol with a leader and does not
+// lead.
+func (n *Node) checkLeader() error {
+	if st := n.status.Load(); !n.proto.leaderless && st.Role != consensus.RoleLeader {
+		return &consensus.NotLeaderError{Leader: st.Leader}
+	}
+	return nil
+}
+
+// await waits for the loop's answer on done, for ctx, or for the loop to
+// stop (the loop answers everything queued before it exits). It returns
+// the answer's err as its error.
+func (n *Node) await(ctx context.Context, done chan proposalResult) (proposalResult, error) {
+	var r proposalResult
+	select {
+	case r = <-done:
+	case <-ctx.Done():
+		return proposalResult{}, ctx.Err()
+	case <-n.donec:
+		select {
+		case r = <-done:
+		default:
+			return proposalResult{}, n.checkRunning()
+		}
+	}
+	return r, r.err
+}
+
+// Read serves a read-only request. A linearizable read reflects every
+// write acknowledged before it started. Under a protocol with a leader it
+// confirms a read index with the leader's quorum and waits until this node
+// has applied it; on a node that does not lead it returns a
+// *consensus.NotLeaderError. Under a protocol without a read index (EPaxos)
+// every node serves it by proposing the read as a command ordered after
+// the writes it conflicts with, and answering with the result of applying
+// it. A serializable read is served from the local state at once (it may
+// be stale).
 func (n *Node) Read(ctx context.Context, req kv.Request, linearizable bool) (kv.Result, error) {
 	if !req.ReadOnly() {
 		return kv.Result{Err: kv.ErrNotReadOnly}, kv.ErrNotReadOnly
+	}
+	if err := n.proto.kv.Check(&req); err != nil {
+		return kv.Result{Err: err}, err
 	}
 	if err := n.checkRunning(); err != nil {
 		return kv.Result{}, err
 	}
 	if linearizable {
-		if st := n.status.Load(); st.Role != consensus.RoleLeader {
-			return kv.Result{}, &consensus.NotLeaderError{Leader: st.Leader}
+		if err := n.checkLeader(); err != nil {
+			return kv.Result{}, err
 		}
 		ctx, cancel := n.withTimeout(ctx)
 		defer cancel()
-		rq := &readRequest{ctx: ctx, done: make(chan error, 1)}
+		rq := &readRequest{ctx: ctx, done: make(chan proposalResult, 1)}
+		if n.proto.readThroughLog != nil {
+			rq.keys, rq.data = req.Keys(), req.Encode()
+		}
 		select {
 		case n.readc <- rq:
 		default:
 			return kv.Result{}, ErrBusy
 		}
-		select {
-		case err := <-rq.done:
-			if err != nil {
-				return kv.Result{}, err
-			}
-		case <-ctx.Done():
-			return kv.Result{}, ctx.Err()
-		case <-n.donec:
-			select {
-			case err := <-rq.done:
-				if err != nil {
-					return kv.Result{}, err
-				}
-			default:
-				return kv.Result{}, n.checkRunning()
-			}
+		r, err := n.await(ctx, rq.done)
+		if err != nil {
+			return kv.Result{}, err
+		}
+		if r.applied {
+			return r.res, r.res.Err
 		}
 	}
 	res := n.kv.Read(req)
@@ -860,7 +944,8 @@ type Status struct {
 	// Replica is the protocol core's status as of the loop's last
 	// iteration.
 	Replica consensus.Status
-	// Revision is the key-value store's current revision.
+	// Revision is the key-value store's current revision (this member's
+	// own under a protocol with local revisions, see kv.Options).
 	Revision int64
 	// DBSizeBytes is the size of the key-value store's files; WALSizeBytes
 	// of the write-ahead log's (preallocated segments count in full).

@@ -152,10 +152,24 @@ func (c *cluster) stopAll() {
 	}
 }
 
+// leaderless reports whether the cluster runs a protocol without a leader.
+func (c *cluster) leaderless() bool {
+	return Leaderless(c.config(0).withDefaults().Protocol)
+}
+
 // leader waits for a running node that leads and that every other running
-// node follows, and returns its position.
+// node follows, and returns its position. Under a leaderless protocol,
+// where every node orders commands, it returns the first running node.
 func (c *cluster) leader() int {
 	c.t.Helper()
+	if c.leaderless() {
+		for i, n := range c.nodes {
+			if n != nil {
+				return i
+			}
+		}
+		c.t.Fatal("no node is running")
+	}
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
 		lead := -1
@@ -264,6 +278,10 @@ func TestCluster(t *testing.T) {
 }
 
 func testClusterProposeReadFailover(t *testing.T, protocol string) {
+	if Leaderless(protocol) {
+		testClusterLeaderless(t, protocol)
+		return
+	}
 	c := newCluster(t, 3, withProtocol(protocol, nil))
 	l := c.leader()
 	if st := c.nodes[l].Status(); st.Protocol != protocol {
@@ -535,7 +553,7 @@ func TestConfigValidate(t *testing.T) {
 		want string
 	}{
 		{func(c *Config) { c.Transport, c.Peers[0].PeerURLs = nil, []string{"https://h:1"} }, "with peer TLS off the URLs must be http://"},
-		{func(c *Config) { c.Protocol = "paxos" }, `Protocol "paxos" is not supported; this build runs multipaxos, raft`},
+		{func(c *Config) { c.Protocol = "paxos" }, `Protocol "paxos" is not supported; this build runs epaxos, multipaxos, raft`},
 		{func(c *Config) { c.SnapshotChunkBytes = MessageBytesMax }, "SnapshotChunkBytes"},
 		{func(c *Config) { c.ID = 0 }, "ID must not be 0"},
 		{func(c *Config) { c.Peers = []Peer{{ID: 2, Name: "b"}} }, "does not include this member"},

@@ -7,6 +7,8 @@ import (
 	"strings"
 
 	"github.com/synod-io/synod/consensus"
+	"github.com/synod-io/synod/epaxos"
+	"github.com/synod-io/synod/kv"
 	"github.com/synod-io/synod/paxos"
 	"github.com/synod-io/synod/raft"
 	"github.com/synod-io/synod/transport"
@@ -15,7 +17,10 @@ import (
 // The protocol table. This file is the only place in the node that names a
 // protocol package: everything else drives a consensus.Replica through the
 // contract, persists its records with its RecordCodec, and sends its
-// messages with its MessageCodec. Adding a protocol is adding an entry.
+// messages with its MessageCodec. Adding a protocol is adding an entry,
+// with the flags that say how it differs from a leader-based protocol
+// whose replica restarts from a snapshot (leaderless, readThroughLog,
+// rebuildsStateMachine, kv).
 
 // protocol is one replication protocol the node can run.
 type protocol struct {
@@ -34,6 +39,33 @@ type protocol struct {
 	// (Metrics.PeerRoundTrip). Empty if the protocol has no such pair: the
 	// round trips are then not measured.
 	heartbeat, heartbeatResp string
+
+	// leaderless: every replica orders commands itself (Status().Role is
+	// consensus.RolePeer, there is never a Leader, and Propose returns no
+	// NotLeaderError), so the node takes writes and linearizable reads on
+	// every member and forwards nothing.
+	leaderless bool
+	// readThroughLog, if set, is the error (matched with errors.Is) that
+	// the replica's ReadIndex returns because the protocol has no read
+	// index. The node then proposes a linearizable read as a command,
+	// with the read's conflict keys (kv.Request.Keys), and answers it
+	// with the result of applying it: the read is ordered after every
+	// write it conflicts with that was acknowledged before it started.
+	readThroughLog error
+	// rebuildsStateMachine: a replica rebuilt from its records (on every
+	// start) hands the host every committed command again from
+	// Entry.Index 1, possibly in another order than in its last run (it
+	// has no snapshots to resume from). The node then empties the
+	// key-value store on start and applies everything again, instead of
+	// keeping the store's state and skipping the entries at or below its
+	// applied index.
+	rebuildsStateMachine bool
+	// kv are the state machine's options this protocol needs (see
+	// kv.Options): EPaxos applies non-conflicting commands in different
+	// orders on different replicas, so its revisions are local and the
+	// store does not use sessions (the node still tags each proposal with
+	// its session, to recognise the result, and never proposes one twice).
+	kv kv.Options
 }
 
 // protocolConfig is a protocol's configuration, built from the node's
@@ -61,6 +93,16 @@ var protocols = map[string]protocol{
 		records:  paxos.Codec, messages: paxos.MessageCodec,
 		heartbeat: "paxos.Heartbeat", heartbeatResp: "paxos.HeartbeatResp",
 	},
+	"epaxos": {
+		peersMax: epaxos.PeersMax,
+		config:   newEPaxosConfig,
+		records:  epaxos.Codec, messages: epaxos.MessageCodec,
+		// No heartbeat pair: round trips are not measured.
+		leaderless:           true,
+		readThroughLog:       epaxos.ErrReadThroughLog,
+		rebuildsStateMachine: true,
+		kv:                   kv.Options{PerKeyOrder: true},
+	},
 }
 
 // Protocols lists the names of the protocols a node can run, sorted.
@@ -75,6 +117,12 @@ func lookupProtocol(name string) (protocol, error) {
 	}
 	return p, nil
 }
+
+// Leaderless reports whether the named protocol has no leader: every
+// member orders writes and serves linearizable reads itself, a member's
+// status names no leader and its role is "peer". It is false for a name
+// that is not one of Protocols.
+func Leaderless(name string) bool { return protocols[name].leaderless }
 
 // replicaSettings is what the node hands a protocol's constructor: the
 // protocol-independent part of Config, resolved.
@@ -156,4 +204,28 @@ func newPaxosConfig(s *replicaSettings) protocolConfig {
 
 func (c paxosConfig) newReplica(durable []consensus.Record) (consensus.Replica, error) {
 	return paxos.New(c.Config, durable)
+}
+
+// epaxosConfig builds an EPaxos replica.
+type epaxosConfig struct{ epaxos.Config }
+
+// newEPaxosConfig maps the node's timing onto EPaxos': the leader of an
+// instance resends a phase's messages every two heartbeat periods, and a
+// replica suspects the leader of an instance that stays uncommitted for an
+// election timeout (each wait drawn between one and two of them with the
+// node's randomness) and recovers it, as Raft and Multi-Paxos suspect a
+// silent leader. EPaxos has no snapshots: the snapshot settings do not
+// apply, and messages carry one command each (within PayloadBytesMax for
+// any request the server accepts by default).
+func newEPaxosConfig(s *replicaSettings) protocolConfig {
+	c := epaxos.DefaultConfig(s.ID, slices.Clone(s.Peers))
+	c.RetryTicks = 2 * s.HeartbeatTicks
+	c.RecoveryTimeoutTicks = s.ElectionTicks
+	c.Rand = s.Rand
+	c.Logger = s.Logger
+	return epaxosConfig{c}
+}
+
+func (c epaxosConfig) newReplica(durable []consensus.Record) (consensus.Replica, error) {
+	return epaxos.New(c.Config, durable)
 }

@@ -258,8 +258,11 @@ func watchMatches(k, key, end []byte) bool {
 
 // Watch reads this member's recent changes; see WatchHub.Read. Changes
 // reach it as this member applies them, whatever its role, so a watch on
-// a follower keeps going across leader changes. After Stop it returns
-// ErrStopped.
+// a follower keeps going across leader changes. Revisions are this
+// member's: under a protocol with local revisions (EPaxos) from means
+// this member's revision in its current run, and events come in its own
+// apply order (each key's in the same order on every member). After Stop
+// it returns ErrStopped.
 func (n *Node) Watch(key, end []byte, from int64, maxEvents int) (WatchBatch, error) {
 	b, err := n.watch.Read(key, end, from, maxEvents)
 	if errors.Is(err, ErrStopped) {

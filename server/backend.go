@@ -21,12 +21,15 @@ type Backend interface {
 	// that does not lead, it returns an error matching
 	// consensus.ErrNotLeader (a *consensus.NotLeaderError naming the
 	// leader, if known); the server then forwards the request to the
-	// leader's client URL.
+	// leader's client URL. A node of a leaderless protocol (Status'
+	// Replica.Role is consensus.RolePeer) serves every proposal itself.
 	Propose(ctx context.Context, req kv.Request) (kv.Result, error)
 	// Read serves a read-only request. A linearizable read waits for a
 	// confirmed read index and the local apply to reach it (and returns
-	// ErrNotLeader on a node that cannot confirm one); a serializable read
-	// is served from local state at once.
+	// ErrNotLeader on a node that cannot confirm one), or, under a
+	// protocol without a read index, is ordered through the log and
+	// answered when applied; a serializable read is served from local
+	// state at once.
 	Read(ctx context.Context, req kv.Request, linearizable bool) (kv.Result, error)
 	// Status describes this node for Maintenance.Status, /status and
 	// response headers. The server calls it for every response (for the

@@ -72,7 +72,8 @@ func run[R response](s *Server, ctx context.Context, req kv.Request, write, line
 
 // Range reads keys. Serializable reads are served from this member's state;
 // others are linearizable (forwarded to the leader when this member cannot
-// confirm a read point). See checkRevision for Range.revision.
+// confirm a read point; under EPaxos ordered through the log by this
+// member). See checkRevision for Range.revision.
 func (k *kvService) Range(ctx context.Context, r *pb.RangeRequest) (*pb.RangeResponse, error) {
 	p, err := planRange(r)
 	if err != nil {
@@ -181,7 +182,10 @@ func txnSerializable(r *pb.TxnRequest) bool {
 // Compact succeeds for any revision up to the current one: synod keeps no
 // history, so everything before the current revision is already gone. A
 // future revision gets etcd's "future revision". The current revision is
-// read linearizably (forwarded to the leader if need be).
+// read linearizably (forwarded to the leader if need be). Under a protocol
+// with local revisions (EPaxos) the current revision is the serving
+// member's own; Compact then only checks the revision against it, and
+// removes nothing on any member, since no member keeps older revisions.
 func (k *kvService) Compact(ctx context.Context, r *pb.CompactionRequest) (*pb.CompactionResponse, error) {
 	probe := kv.Request{Range: &kv.RangeRequest{Key: []byte{0}, CountOnly: true}}
 	return run(k.s, ctx, probe, false, true,

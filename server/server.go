@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"math"
 	"net"
+	"strings"
 	"sync"
 	"time"
 
@@ -65,6 +66,31 @@ const (
 	// version with build metadata.
 	Version = "3.6.0+synod"
 )
+
+// StatusVersion is the version Maintenance.Status reports for a member
+// running protocol: Version with the protocol appended to its build
+// metadata ("3.6.0+synod.epaxos"; Version itself for an empty protocol).
+// etcd's clients ignore build metadata, etcdctl endpoint status shows it,
+// and synod's tools read it back with ProtocolOfVersion, to tell a member
+// of a leaderless protocol (which never names a leader) from one that has
+// lost its leader.
+func StatusVersion(protocol string) string {
+	if protocol == "" {
+		return Version
+	}
+	return Version + "." + protocol
+}
+
+// ProtocolOfVersion returns the protocol named by a version that
+// StatusVersion made, or "" if v names none (another server, or an older
+// synod).
+func ProtocolOfVersion(v string) string {
+	p, ok := strings.CutPrefix(v, Version+".")
+	if !ok {
+		return ""
+	}
+	return p
+}
 
 // Config configures a Server.
 type Config struct {

@@ -388,9 +388,14 @@ func TestStatusAndMembers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st.Version != server.Version || st.Leader != 1 || st.RaftIndex != 1 || st.RaftAppliedIndex != 1 ||
+	if st.Version != server.StatusVersion("fake") || server.ProtocolOfVersion(st.Version) != "fake" || st.Leader != 1 || st.RaftIndex != 1 || st.RaftAppliedIndex != 1 ||
 		st.RaftTerm != 3 || st.DbSize != 4096 || st.Header.MemberId != 1 || st.Header.Revision != 2 {
 		t.Fatalf("status = %v", st)
+	}
+	for _, v := range []string{server.Version, "3.6.8", "3.6.0+synodx.raft"} {
+		if p := server.ProtocolOfVersion(v); p != "" {
+			t.Errorf("ProtocolOfVersion(%q) = %q, want none", v, p)
+		}
 	}
 	cluster.add(server.Member{ID: 9, Name: "n9", PeerURLs: []string{"http://p9"}, ClientURLs: []string{"http://c9"}})
 	ml, err := c.MemberList(ctx)

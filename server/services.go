@@ -22,9 +22,12 @@ type maintenanceService struct {
 	s *Server
 }
 
-// Status describes this member: etcd version (Version), state size, leader,
-// commit and applied index, and term. It is served locally, never
-// forwarded.
+// Status describes this member: etcd version (StatusVersion, naming the
+// protocol), state size, leader, commit and applied index, and term. It is
+// served locally, never forwarded. A member of a leaderless protocol names
+// no leader (0) and term 0; its commit and applied indexes are its own
+// counts (for EPaxos, instances known committed and commands executed
+// here), not positions in a shared log.
 func (m *maintenanceService) Status(context.Context, *pb.StatusRequest) (*pb.StatusResponse, error) {
 	st := m.s.cfg.Backend.Status()
 	return &pb.StatusResponse{
@@ -34,7 +37,7 @@ func (m *maintenanceService) Status(context.Context, *pb.StatusRequest) (*pb.Sta
 			Revision:  st.Revision,
 			RaftTerm:  st.Replica.Term,
 		},
-		Version:          Version,
+		Version:          StatusVersion(st.Protocol),
 		DbSize:           st.DBSizeBytes,
 		DbSizeInUse:      st.DBSizeBytes,
 		Leader:           uint64(st.Replica.Leader),

@@ -62,6 +62,12 @@ var (
 // slowly) that falls behind the history gets etcd's compacted response
 // (canceled, with compact_revision) instead of events it would miss, and
 // may re-watch from that revision.
+//
+// Revisions are the member's own: under a protocol with local revisions
+// (EPaxos, see kv.Options.PerKeyOrder) a start_revision means this
+// member's revision, events come in this member's order (each key's in the
+// same order on every member), and a revision learned from another member,
+// or from this one before it restarted, names no particular point here.
 type watchService struct {
 	pb.UnimplementedWatchServer
 	s *Server

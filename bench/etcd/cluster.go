@@ -16,6 +16,9 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
+
+	"github.com/synod-io/synod/node"
+	"github.com/synod-io/synod/server"
 )
 
 // System is what a cluster runs.
@@ -209,7 +212,10 @@ func (c *Cluster) Client() (*clientv3.Client, error) {
 }
 
 // Leader asks each member for its status and returns the member that
-// says it is the leader.
+// says it is the leader. Under a leaderless protocol (synod with
+// -synod-protocol epaxos), where every member orders requests itself and
+// none names a leader, it returns the first member once every member
+// answers.
 func (c *Cluster) Leader(ctx context.Context) (*Member, error) {
 	cli, err := c.Client()
 	if err != nil {
@@ -217,6 +223,7 @@ func (c *Cluster) Leader(ctx context.Context) (*Member, error) {
 	}
 	defer cli.Close()
 	var lastErr error
+	leaderless := 0
 	for _, m := range c.Members {
 		sctx, cancel := context.WithTimeout(ctx, rpcTimeout)
 		st, err := cli.Status(sctx, m.Endpoint())
@@ -228,6 +235,12 @@ func (c *Cluster) Leader(ctx context.Context) (*Member, error) {
 		if st.Leader != 0 && st.Header.MemberId == st.Leader {
 			return m, nil
 		}
+		if node.Leaderless(server.ProtocolOfVersion(st.Version)) {
+			leaderless++
+		}
+	}
+	if leaderless == len(c.Members) {
+		return c.Members[0], nil
 	}
 	if lastErr == nil {
 		lastErr = errors.New("no member says it is the leader")

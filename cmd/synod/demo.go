@@ -76,7 +76,11 @@ up. Then print a summary (operations, throughput, latency percentiles,
 leader changes, time to recover) and check the recorded history for
 linearizability with porcupine.
 
-The members replicate with --protocol: raft (the default) or multipaxos.
+The members replicate with --protocol: raft (the default), multipaxos or
+epaxos. EPaxos has no leader: the demo kills -9 one of its members instead,
+the others keep taking writes without an election (instances the killed
+member was driving are recovered by the others), and the restarted member
+rebuilds its state from its log and catches up.
 
 The cluster and its directory are removed at the end, and on Ctrl-C. With
 --keep the cluster keeps running after the workload, and the command prints
@@ -87,12 +91,13 @@ recover.`,
 		Example: `  synod demo
   synod demo --nodes 5 --clients 16 --duration 30s
   synod demo --protocol multipaxos
+  synod demo --protocol epaxos
   synod demo --keep`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runDemo(cmd, f) },
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&f.protocol, "protocol", "raft", "replication protocol the members run: "+strings.Join(node.Protocols, " or "))
+	fl.StringVar(&f.protocol, "protocol", "raft", "replication protocol the members run, one of "+strings.Join(node.Protocols, ", "))
 	fl.IntVar(&f.nodes, "nodes", 3, "cluster size")
 	fl.DurationVar(&f.duration, "duration", 10*time.Second, "how long the workload runs")
 	fl.IntVar(&f.clients, "clients", 4, "concurrent clients")
@@ -111,7 +116,7 @@ func (f *demoFlags) validate() error {
 	case f.nodes < 1 || f.nodes > demoNodesMax:
 		return fmt.Errorf("--nodes %d: allowed 1..%d", f.nodes, demoNodesMax)
 	case f.nodes < 3 && !f.noKill:
-		return fmt.Errorf("--nodes %d: killing the leader needs at least 3 members to keep a majority (or pass --no-kill)", f.nodes)
+		return fmt.Errorf("--nodes %d: killing a member needs at least 3 members to keep a majority (or pass --no-kill)", f.nodes)
 	case f.clients < 1 || f.clients > demoClientsMax:
 		return fmt.Errorf("--clients %d: allowed 1..%d", f.clients, demoClientsMax)
 	case f.keys < 1 || f.keys > demoKeysMax:
@@ -228,6 +233,13 @@ func runDemo(cmd *cobra.Command, f *demoFlags) (err error) {
 		if err := d.startMember(m); err != nil {
 			return err
 		}
+	}
+	if node.Leaderless(f.protocol) {
+		if err := d.waitAnswering(ctx); err != nil {
+			return err
+		}
+		d.printf("no leader (%s is leaderless): all %d members answering after %v\n", f.protocol, len(d.members), time.Since(d.start).Round(time.Millisecond))
+		return d.run(ctx)
 	}
 	leader, err := d.waitLeader(ctx, nil)
 	if err != nil {
@@ -533,6 +545,27 @@ func (d *demo) waitLeader(ctx context.Context, not *member) (leaderInfo, error) 
 	return leaderInfo{}, fmt.Errorf("no leader elected within %v; see the members' logs in %s", demoWaitMax, d.dir)
 }
 
+// waitAnswering waits until every member answers its status, which is
+// all a leaderless cluster needs before it takes writes.
+func (d *demo) waitAnswering(ctx context.Context) error {
+	deadline := time.Now().Add(demoWaitMax)
+	for time.Now().Before(deadline) {
+		if err := d.checkAlive(nil); err != nil {
+			return err
+		}
+		_, sts := d.observeLeader(ctx)
+		if len(sts) == len(d.members) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	return fmt.Errorf("not every member answered within %v; see the members' logs in %s", demoWaitMax, d.dir)
+}
+
 // checkAlive reports a member (other than except) that exited on its own.
 func (d *demo) checkAlive(except *member) error {
 	for _, m := range d.members {
@@ -646,6 +679,10 @@ func (d *demo) run(ctx context.Context) error {
 			return
 		}
 		if !sleepCtx(wctx, f.duration*3/10) {
+			return
+		}
+		if node.Leaderless(f.protocol) {
+			fo.killed, fo.killAt, fo.caughtUpIn, fo.err = d.failoverLeaderless(ctx)
 			return
 		}
 		l, _ := d.observeLeader(wctx)
@@ -765,7 +802,62 @@ loop:
 		return fo.err
 	}
 	elapsed := time.Since(d.workStart())
+	if fo.killed != nil && fo.recoveredIn == 0 && d.firstWriteNs.Load() > 0 {
+		fo.recoveredIn = time.Duration(d.firstWriteNs.Load()-d.killNs.Load()) * time.Nanosecond
+	}
 	return d.report(elapsed, fo.killed != nil, fo.recoveredIn)
+}
+
+// failoverLeaderless is the failover script for a protocol without a
+// leader: kill -9 one member, see writes go on (no election), restart it
+// two thirds of the way in and wait until it has executed as many commands
+// as the most any other member had at its restart.
+func (d *demo) failoverLeaderless(ctx context.Context) (victim *member, killAt, caughtUpIn time.Duration, err error) {
+	victim = d.members[len(d.members)-1]
+	killAt = time.Since(d.workStart())
+	killNs := killAt.Nanoseconds()
+	d.killNs.Store(killNs)
+	victim.kill()
+	d.event("kill -9 %s (a peer: %s has no leader, so there is no election)", victim.name, d.f.protocol)
+	deadline := time.Now().Add(demoWaitMax)
+	for d.firstWriteNs.Load() == 0 && ctx.Err() == nil {
+		if time.Now().After(deadline) {
+			return victim, killAt, 0, fmt.Errorf("no write succeeded within %v after %s was killed; see the logs in %s", demoWaitMax, victim.name, d.dir)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	d.event("writes go on: the first issued after the kill succeeded %v after it",
+		(time.Duration(d.firstWriteNs.Load()-killNs) * time.Nanosecond).Round(time.Millisecond))
+	if !sleepCtx(ctx, d.f.duration*6/10-time.Since(d.workStart())) {
+		return victim, killAt, 0, nil
+	}
+	restartAt := time.Since(d.workStart())
+	var target uint64
+	_, sts := d.observeLeader(ctx)
+	for _, st := range sts {
+		target = max(target, st.RaftAppliedIndex)
+	}
+	if err := d.startMember(victim); err != nil {
+		return victim, killAt, 0, err
+	}
+	d.event("restart %s: it re-executes its log, then catches up from the others", victim.name)
+	deadline = time.Now().Add(demoWaitMax)
+	for ctx.Err() == nil {
+		if err := d.checkAlive(nil); err != nil {
+			return victim, killAt, 0, err
+		}
+		if st, err := victim.statusOf(ctx); err == nil && st.RaftAppliedIndex >= target {
+			caughtUpIn = time.Since(d.workStart()) - restartAt
+			d.event("%s is back: executed %d commands, as many as any member had at its restart (caught up in %v)",
+				victim.name, st.RaftAppliedIndex, caughtUpIn.Round(time.Millisecond))
+			return victim, killAt, caughtUpIn, nil
+		}
+		if time.Now().After(deadline) {
+			return victim, killAt, 0, fmt.Errorf("%s did not catch up within %v after its restart; see %s", victim.name, demoWaitMax, victim.logPath)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return victim, killAt, 0, nil
 }
 
 // sleepCtx sleeps for d (if positive) unless ctx ends first; it reports
@@ -916,9 +1008,18 @@ func (d *demo) report(elapsed time.Duration, killed bool, recovered time.Duratio
 	}
 	changes := max(len(d.leaders)-1, 0)
 	d.leaderMu.Unlock()
-	fmt.Fprintf(w, "  leader changes  %d: %s\n", changes, strings.Join(seq, " → "))
+	leaderless := node.Leaderless(d.f.protocol)
+	if leaderless {
+		fmt.Fprintf(w, "  leader changes  none: %s has no leader\n", d.f.protocol)
+	} else {
+		fmt.Fprintf(w, "  leader changes  %d: %s\n", changes, strings.Join(seq, " → "))
+	}
 	if killed {
-		fmt.Fprintf(w, "  recovery        %v from kill -9 of the leader to the first write (issued after it) that succeeded\n", recovered.Round(time.Millisecond))
+		victim := "the leader"
+		if leaderless {
+			victim = "a member"
+		}
+		fmt.Fprintf(w, "  recovery        %v from kill -9 of %s to the first write (issued after it) that succeeded\n", recovered.Round(time.Millisecond), victim)
 	}
 	start := time.Now()
 	res := check.CheckLinearizable(hist, demoCheckTimeout)

@@ -65,9 +65,14 @@ snapshots and key-value store under --data-dir, the peer transport on
 Cluster.MemberList) on --listen-client-urls, so etcdctl and etcd's Go client
 work against it.
 
---protocol picks the replication protocol: raft (the default) or
-multipaxos. Every member of a cluster must run the same one; the data
-directory records it, and a member restarted with another is refused.
+--protocol picks the replication protocol: raft (the default),
+multipaxos or epaxos. Every member of a cluster must run the same one; the
+data directory records it, and a member restarted with another is refused.
+Under epaxos there is no leader: every member orders writes and serves
+linearizable reads itself (nothing is forwarded), revisions are local to
+each member (a txn compare on create or mod revision is refused), and a
+member rebuilds its key-value state from its whole log on every start (no
+snapshots yet). The README's "etcd guarantees by protocol" has the details.
 
 The flags follow etcd's. Member IDs are derived from each member's name and
 --initial-cluster-token, and the cluster ID from the token and the member
@@ -93,8 +98,10 @@ then the replica, transport and storage close.`,
     --initial-cluster-clients n1=http://10.0.0.1:2379,n2=http://10.0.0.2:2379,n3=http://10.0.0.3:2379 \
     --initial-cluster-token prod-1
 
-  # the same, replicating with Multi-Paxos (every member must agree)
-  synod serve --protocol multipaxos --name n1 ...`,
+  # the same, replicating with Multi-Paxos, or leaderless with EPaxos
+  # (every member must agree)
+  synod serve --protocol multipaxos --name n1 ...
+  synod serve --protocol epaxos --name n1 ...`,
 		Args: cobra.NoArgs,
 		PreRunE: func(cmd *cobra.Command, _ []string) error {
 			return flagsFromEnv(cmd.Flags())
@@ -112,13 +119,14 @@ then the replica, transport and storage close.`,
 	fl.StringVar(&f.initialClients, "initial-cluster-clients", "", "members' client URLs as name=clientURL, comma-separated (for forwarding to the leader)")
 	fl.StringVar(&f.initialClusterState, "initial-cluster-state", "new", "new or existing (membership is static, so both start the same way; existing with an empty data dir catches up from the peers)")
 	fl.StringVar(&f.initialClusterToken, "initial-cluster-token", "synod-cluster", "token that names the cluster; member and cluster IDs derive from it")
-	fl.StringVar(&f.protocol, "protocol", "raft", "replication protocol: "+strings.Join(node.Protocols, " or ")+
+	fl.StringVar(&f.protocol, "protocol", "raft", "replication protocol, one of "+strings.Join(node.Protocols, ", ")+
 		" (recorded in --data-dir; a member cannot change it)")
 	fl.StringVar(&f.logFormat, "log-format", "text", "log format: text or json")
 	fl.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fl.DurationVar(&f.tickInterval, "tick-interval", node.TickIntervalDefault, "length of one protocol tick (heartbeat interval)")
-	fl.IntVar(&f.electionTicks, "election-ticks", node.ElectionTicksDefault, "election timeout in ticks (randomized between this and twice this)")
-	fl.IntVar(&f.snapshotCount, "snapshot-count", node.SnapshotEntriesDefault, "applied entries between snapshots")
+	fl.IntVar(&f.electionTicks, "election-ticks", node.ElectionTicksDefault, "election timeout in ticks (randomized between this and twice this); "+
+		"under epaxos, how long an instance may stay uncommitted before a member recovers it")
+	fl.IntVar(&f.snapshotCount, "snapshot-count", node.SnapshotEntriesDefault, "applied entries between snapshots (epaxos takes none)")
 	fl.StringVar(&f.listenMetricsURLs, "listen-metrics-urls", "", "URLs to serve HTTP /metrics, /health and /status on (comma-separated; default: none)")
 	f.tls.register(fl)
 	return cmd

@@ -3,6 +3,8 @@ package main
 import (
 	"strings"
 	"testing"
+
+	"github.com/synod-io/synod/node"
 )
 
 func TestServeConfig(t *testing.T) {
@@ -36,17 +38,26 @@ func TestServeConfig(t *testing.T) {
 		t.Errorf("n3 client URLs: %v", got)
 	}
 
-	mp := *f
-	mp.protocol = "multipaxos"
-	if cfg, _, err := serveConfig(&mp); err != nil || cfg.Protocol != "multipaxos" {
-		t.Errorf("--protocol multipaxos: %+v, %v", cfg, err)
+	for _, p := range []string{"multipaxos", "epaxos"} {
+		mp := *f
+		mp.protocol = p
+		if cfg, _, err := serveConfig(&mp); err != nil || cfg.Protocol != p {
+			t.Errorf("--protocol %s: %+v, %v", p, cfg, err)
+		}
+	}
+	// The flag's help lists every protocol.
+	usage := newServeCommand().Flags().Lookup("protocol").Usage
+	for _, p := range node.Protocols {
+		if !strings.Contains(usage, p) {
+			t.Errorf("--protocol help %q does not list %s", usage, p)
+		}
 	}
 
 	for _, tc := range []struct {
 		mut  func(*serveFlags)
 		want string
 	}{
-		{func(f *serveFlags) { f.protocol = "paxos" }, `--protocol "paxos" is not supported; this build runs multipaxos, raft`},
+		{func(f *serveFlags) { f.protocol = "paxos" }, `--protocol "paxos" is not supported; this build runs epaxos, multipaxos, raft`},
 		{func(f *serveFlags) { f.initialClusterState = "maybe" }, "want new or existing"},
 		{func(f *serveFlags) { f.name = "n9" }, "does not list this member"},
 		{func(f *serveFlags) { f.initialCluster = "n1" }, "not name=URL"},

@@ -10,6 +10,9 @@ import (
 
 	"github.com/spf13/cobra"
 	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/synod-io/synod/node"
+	"github.com/synod-io/synod/server"
 )
 
 func newStatusCommand() *cobra.Command {
@@ -23,14 +26,18 @@ func newStatusCommand() *cobra.Command {
 
   NAME, ID        the member (ID in hex, as etcdctl prints it)
   ENDPOINT        the client URL asked
-  ROLE            leader or follower, by the member's own account
-  TERM            the member's current term
-  COMMIT          its commit index
-  APPLIED         its applied index
+  ROLE            leader or follower, by the member's own account; peer
+                  under a leaderless protocol (epaxos)
+  TERM            the member's current term (- without a leader)
+  COMMIT          its commit index (epaxos: instances it knows committed)
+  APPLIED         its applied index (epaxos: commands it has executed)
   LAG             the leader's commit index minus this member's applied
-                  index: entries it has yet to apply
-  HEALTH          true if the member answered and knows a leader; else
-                  false and why
+                  index: entries it has yet to apply (epaxos: the most
+                  commands any member has executed minus this member's)
+  HEALTH          true if the member answered and knows a leader (or its
+                  protocol has none); else false and why
+
+A member's protocol is read from the version its status reports.
 
 The command exits with status 1 if any member is unhealthy.`,
 		Example: `  synod status --endpoints http://127.0.0.1:2379
@@ -62,9 +69,12 @@ type memberRow struct {
 	id       uint64
 	endpoint string
 	st       *clientv3.StatusResponse // nil if the member did not answer
-	err      error
-	healthy  bool
-	reason   string
+	// leaderless is set when the member's status names a leaderless
+	// protocol (node.Leaderless).
+	leaderless bool
+	err        error
+	healthy    bool
+	reason     string
 }
 
 // clusterStatus asks every member for its status.
@@ -88,26 +98,38 @@ func clusterStatus(ctx context.Context, cli *clientv3.Client) ([]memberRow, erro
 	}
 	wg.Wait()
 	for i := range rows {
-		r := &rows[i]
-		switch {
-		case r.err != nil:
-			r.reason = r.err.Error()
-		case r.st == nil:
-		case r.st.Leader == 0:
-			r.reason = "no leader"
-		default:
-			r.healthy = true
-		}
+		rows[i].judge()
 	}
 	return rows, nil
 }
 
+// judge sets the row's health from its answer: a member is healthy when
+// it answered and knows a leader, or runs a protocol without one.
+func (r *memberRow) judge() {
+	switch {
+	case r.err != nil:
+		r.reason = r.err.Error()
+	case r.st == nil:
+	case node.Leaderless(server.ProtocolOfVersion(r.st.Version)):
+		r.leaderless, r.healthy = true, true
+	case r.st.Leader == 0:
+		r.reason = "no leader"
+	default:
+		r.healthy = true
+	}
+}
+
 func printStatus(w io.Writer, rows []memberRow) {
+	// The reference for LAG: the leader's commit index, or under a
+	// leaderless protocol the most commands any member has executed.
 	var leaderCommit uint64
 	leaderKnown := false
 	for _, r := range rows {
-		if r.st != nil && r.st.Leader == r.id {
+		switch {
+		case r.st != nil && r.st.Leader == r.id:
 			leaderCommit, leaderKnown = r.st.RaftIndex, true
+		case r.st != nil && r.leaderless:
+			leaderCommit, leaderKnown = max(leaderCommit, r.st.RaftAppliedIndex), true
 		}
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
@@ -115,11 +137,17 @@ func printStatus(w io.Writer, rows []memberRow) {
 	for _, r := range rows {
 		role, term, commit, applied, lag := "-", "-", "-", "-", "-"
 		if st := r.st; st != nil {
-			role = "follower"
-			if st.Leader == r.id {
+			switch {
+			case st.Leader == r.id:
 				role = "leader"
+			case r.leaderless:
+				role = "peer"
+			default:
+				role = "follower"
 			}
-			term = strconv.FormatUint(st.RaftTerm, 10)
+			if !r.leaderless {
+				term = strconv.FormatUint(st.RaftTerm, 10)
+			}
 			commit = strconv.FormatUint(st.RaftIndex, 10)
 			applied = strconv.FormatUint(st.RaftAppliedIndex, 10)
 			if leaderKnown {

@@ -15,6 +15,9 @@
 // and syncs it before returning. After a crash the store holds exactly a
 // prefix of whole batches; the host replays its log from any point at or
 // before AppliedIndex+1, and ApplyBatch skips the entries already applied.
+// A host whose protocol has no snapshots and re-emits its whole history
+// from index 1 on restart, possibly in another order (EPaxos), cannot
+// resume from AppliedIndex: it calls Reset and applies everything again.
 //
 // # Snapshots
 //

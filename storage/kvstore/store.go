@@ -1,6 +1,7 @@
 package kvstore
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -40,6 +41,10 @@ type Options struct {
 	// Logf receives the store engine's error messages (background
 	// compaction or flush failures). If nil they go to standard error.
 	Logf func(format string, args ...any)
+	// KV are the state machine's options (kv.Options), which ApplyBatch
+	// and Read apply. They are settings, not state: they are not stored,
+	// and the host passes the same ones on every Open.
+	KV kv.Options
 }
 
 // restoreBatchBytesMax bounds the writes RestoreSnapshot buffers before it
@@ -85,6 +90,7 @@ var (
 // them.
 type Store struct {
 	eng engine
+	kv  kv.Options
 
 	mu sync.Mutex // serializes writers and Close
 	// closeMu is held shared by views and exclusively by Close, so that
@@ -104,7 +110,7 @@ func Open(dir string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Store{eng: eng}
+	s := &Store{eng: eng, kv: opts.KV}
 	if err := s.init(); err != nil {
 		eng.close()
 		return nil, err
@@ -225,7 +231,7 @@ func (s *Store) ApplyBatch(entries []consensus.Entry) ([]kv.Result, error) {
 		return nil, err
 	}
 	for i := skip; i < len(entries); i++ {
-		results[i] = kv.Apply(b, entries[i])
+		results[i] = s.kv.Apply(b, entries[i])
 		if b.err != nil {
 			return nil, b.err
 		}
@@ -245,7 +251,7 @@ func (s *Store) ApplyBatch(entries []consensus.Entry) ([]kv.Result, error) {
 func (s *Store) Read(r kv.Request) kv.Result {
 	var res kv.Result
 	err := s.view(func(b *backend) error {
-		res = kv.Read(b, r)
+		res = s.kv.Read(b, r)
 		return b.err
 	})
 	if err != nil {
@@ -352,6 +358,15 @@ func (s *Store) RestoreSnapshot(r io.Reader) error {
 	s.gen.Store(gen)
 	s.applied.Store(l.meta.Applied)
 	return nil
+}
+
+// Reset replaces the whole state with an empty one (nothing applied,
+// revision 1, no sessions), atomically and durably, as RestoreSnapshot of
+// an empty store's snapshot does. A host whose protocol re-emits every
+// committed entry from index 1 on restart (one without snapshots) calls
+// it before applying them again.
+func (s *Store) Reset() error {
+	return s.RestoreSnapshot(bytes.NewReader(kv.New().Snapshot()))
 }
 
 // view runs fn on a read-only backend over a consistent view.

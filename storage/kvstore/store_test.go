@@ -2,6 +2,7 @@ package kvstore
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"reflect"
@@ -299,5 +300,76 @@ func pieces(data []byte) func() ([]byte, error) {
 		p := data[:n]
 		data = data[n:]
 		return p, nil
+	}
+}
+
+// TestOptionsAndReset: a store opened with kv options applies them as the
+// in-memory store with the same options does (local revisions refuse
+// revision compares), and Reset empties it durably so that the entries
+// can be applied again from index 1.
+func TestOptionsAndReset(t *testing.T) {
+	local := kv.Options{PerKeyOrder: true}
+	dir := t.TempDir()
+	s, err := Open(dir, Options{NoSync: true, KV: local})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { s.Close() }()
+	mem := kv.NewWith(local)
+	es := newWorkload(3).entries(2000)
+	refused := 0
+	for i := 0; i < len(es); i += 50 {
+		batch := es[i:min(i+50, len(es))]
+		got, err := s.ApplyBatch(batch)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for j, e := range batch {
+			want := mem.Apply(e)
+			if !sameResult(got[j], want) {
+				t.Fatalf("entry %d:\ngot  %+v\nwant %+v", e.Index, got[j], want)
+			}
+			if errors.Is(got[j].Err, kv.ErrRevisionCompare) {
+				refused++
+			}
+		}
+	}
+	if refused == 0 {
+		t.Fatal("no revision compare was refused: the option did not reach Apply")
+	}
+	ro := kv.Request{Txn: &kv.TxnRequest{Compare: kv.Compare{Key: []byte("a1"), Target: kv.CompareMod, ModRevision: 5}}}
+	if res := s.Read(ro); !errors.Is(res.Err, kv.ErrRevisionCompare) {
+		t.Fatalf("Read of a revision compare: %v, want ErrRevisionCompare", res.Err)
+	}
+	if mustHash(t, s) != mem.Hash() {
+		t.Fatal("hash differs from the in-memory store's")
+	}
+
+	if err := s.Reset(); err != nil {
+		t.Fatal(err)
+	}
+	empty := kv.New()
+	if s.AppliedIndex() != 0 || mustHash(t, s) != empty.Hash() {
+		t.Fatalf("after Reset: applied %d, hash %x; want an empty store", s.AppliedIndex(), mustHash(t, s))
+	}
+	// Durable: a reopened store is still empty, and takes index 1 again.
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if s, err = Open(dir, Options{NoSync: true, KV: local}); err != nil {
+		t.Fatal(err)
+	}
+	if s.AppliedIndex() != 0 || mustHash(t, s) != empty.Hash() {
+		t.Fatalf("after Reset and reopen: applied %d; want an empty store", s.AppliedIndex())
+	}
+	mem = kv.NewWith(local)
+	got, err := s.ApplyBatch(es[:100])
+	if err != nil {
+		t.Fatal(err)
+	}
+	for j, e := range es[:100] {
+		if want := mem.Apply(e); !sameResult(got[j], want) {
+			t.Fatalf("entry %d after Reset:\ngot  %+v\nwant %+v", e.Index, got[j], want)
+		}
 	}
 }

@@ -8,8 +8,9 @@
 //   - linearizable range of one key, 100 clients over 10 connections,
 //
 // with 8-byte keys and 256-byte values. Requests go to the leader (as in
-// etcd's published benchmarks, --target-leader), or with -target all to
-// every member in turn. Each round runs every workload on both systems,
+// etcd's published benchmarks, --target-leader; with -synod-protocol
+// epaxos, which has no leader, to the first member), or with -target all
+// to every member in turn. Each round runs every workload on both systems,
 // alternating which goes first, and the table gives the medians and the
 // ratios synod ÷ etcd.
 //
@@ -33,6 +34,7 @@ import (
 	"time"
 
 	"github.com/synod-io/synod/bench/etcd"
+	"github.com/synod-io/synod/node"
 )
 
 type flags struct {
@@ -66,9 +68,9 @@ func main() {
 	flag.IntVar(&f.conns, "conns", 10, "gRPC connections of the put and range workloads")
 	flag.IntVar(&f.keySize, "key-size", 8, "key size in bytes")
 	flag.IntVar(&f.valSize, "val-size", 256, "value size in bytes")
-	flag.StringVar(&f.target, "target", "leader", "where requests go: leader, or all (every member, connections spread round-robin)")
+	flag.StringVar(&f.target, "target", "leader", "where requests go: leader (under -synod-protocol epaxos, which has none, the first member), or all (every member, connections spread round-robin)")
 	flag.StringVar(&f.systems, "systems", "etcd,synod", "systems to run")
-	flag.StringVar(&f.synodProtocol, "synod-protocol", "raft", "replication protocol of the synod cluster (raft, multipaxos)")
+	flag.StringVar(&f.synodProtocol, "synod-protocol", "raft", "replication protocol of the synod cluster: "+strings.Join(node.Protocols, ", "))
 	flag.StringVar(&f.workloads, "workloads", "put1,put,range", "workloads to run")
 	flag.StringVar(&f.dir, "dir", "", "directory for data and logs (default: a new temporary directory, removed afterwards)")
 	flag.StringVar(&f.cache, "cache", filepath.Join(cache, "synod-bench"), "where the etcd server and benchmark tool binaries are built")
@@ -92,6 +94,9 @@ func run(f flags, w io.Writer) (err error) {
 	}
 	if f.target != "leader" && f.target != "all" {
 		return fmt.Errorf("-target %q: want leader or all", f.target)
+	}
+	if !slices.Contains(node.Protocols, f.synodProtocol) {
+		return fmt.Errorf("-synod-protocol %q: want one of %s", f.synodProtocol, strings.Join(node.Protocols, ", "))
 	}
 	benchDir, err := os.Getwd()
 	if err != nil {

@@ -10,16 +10,19 @@ import (
 // Record tags of the durable encoding. A tag is never reused.
 const recordTagInstance byte = 1
 
-// formatVersion is written before every record and message.
-const formatVersion byte = 1
+// formatVersion is written before every record and message. Version 2
+// added the batched commands (and the record's changed byte); version 1
+// was never released, and is refused.
+const formatVersion byte = 2
 
 // Codec encodes EPaxos' durable records (Instance, by value or pointer) and
 // decodes them (as values). It implements consensus.RecordCodec.
 //
 // Instance encoding: version, tag, replica, instance, status, promised
-// (round, node), accepted (round, node), flags (bit 0: no-op), seq, deps
-// (count, then replica and instance each), and the command as
-// consensus.AppendEntry encodes an entry with zero index, term and type.
+// (round, node), accepted (round, node), changed (one byte), flags (bit 0:
+// no-op), seq, deps (count, then replica and instance each), the command
+// as consensus.AppendEntry encodes an entry with zero index, term and
+// type, and the batched commands (count, then each the same way).
 var Codec consensus.RecordCodec = codec{}
 
 type codec struct{}
@@ -37,7 +40,7 @@ func (codec) AppendRecord(buf []byte, r consensus.Record) ([]byte, error) {
 	if err := in.validate(); err != nil {
 		return buf, fmt.Errorf("epaxos: cannot encode: %w", err)
 	}
-	if err := checkBounds(&in.Command, len(in.Deps)); err != nil {
+	if err := checkBounds(&in.Command, in.Batched, len(in.Deps)); err != nil {
 		return buf, err
 	}
 	buf = append(buf, formatVersion, recordTagInstance)
@@ -46,13 +49,13 @@ func (codec) AppendRecord(buf []byte, r consensus.Record) ([]byte, error) {
 	buf = appendBallot(buf, in.Promised)
 	buf = appendBallot(buf, in.Accepted)
 	buf = append(buf, boolByte(in.Changed))
-	return appendBody(buf, in.NoOp, &in.Command, in.Seq, in.Deps), nil
+	return appendBody(buf, in.NoOp, &in.Command, in.Batched, in.Seq, in.Deps), nil
 }
 
 func (codec) DecodeRecord(data []byte) (consensus.Record, error) {
 	d := consensus.NewDecoder(data)
 	if v := d.Byte(); d.Err() == nil && v != formatVersion {
-		return nil, fmt.Errorf("%w: epaxos record format version %d", consensus.ErrMalformed, v)
+		return nil, fmt.Errorf("%w: epaxos record format version %d; this build reads version %d", consensus.ErrMalformed, v, formatVersion)
 	}
 	if t := d.Byte(); d.Err() == nil && t != recordTagInstance {
 		return nil, fmt.Errorf("%w: epaxos record tag %d", consensus.ErrMalformed, t)
@@ -68,7 +71,7 @@ func (codec) DecodeRecord(data []byte) (consensus.Record, error) {
 	}
 	in.Changed = changed == 1
 	var bad error
-	in.NoOp, in.Command, in.Seq, in.Deps, bad = readBody(d)
+	in.NoOp, in.Command, in.Batched, in.Seq, in.Deps, bad = readBody(d)
 	d.End()
 	if err := d.Err(); err != nil {
 		return nil, fmt.Errorf("epaxos: %w", err)
@@ -82,13 +85,32 @@ func (codec) DecodeRecord(data []byte) (consensus.Record, error) {
 	return in, nil
 }
 
-func checkBounds(cmd *consensus.Command, deps int) error {
-	if len(cmd.Data) > consensus.EncodedBytesMax || len(cmd.Keys) > consensus.EncodedKeysMax || deps > DepsMax {
-		return fmt.Errorf("epaxos: cannot encode: command or dependencies out of bounds")
+// checkBounds reports a command, batch or dependency list larger than a
+// decoder accepts.
+func checkBounds(first *consensus.Command, batched []consensus.Command, deps int) error {
+	if deps > DepsMax {
+		return fmt.Errorf("epaxos: cannot encode: %d dependencies; at most %d", deps, DepsMax)
 	}
-	for _, k := range cmd.Keys {
-		if len(k) > consensus.EncodedBytesMax {
-			return fmt.Errorf("epaxos: cannot encode: key out of bounds")
+	if len(batched) >= BatchCommandsMaxLimit {
+		return fmt.Errorf("epaxos: cannot encode: %d commands in one instance; at most %d", 1+len(batched), BatchCommandsMaxLimit)
+	}
+	check := func(cmd *consensus.Command) error {
+		if len(cmd.Data) > consensus.EncodedBytesMax || len(cmd.Keys) > consensus.EncodedKeysMax {
+			return fmt.Errorf("epaxos: cannot encode: command out of bounds")
+		}
+		for _, k := range cmd.Keys {
+			if len(k) > consensus.EncodedBytesMax {
+				return fmt.Errorf("epaxos: cannot encode: key out of bounds")
+			}
+		}
+		return nil
+	}
+	if err := check(first); err != nil {
+		return err
+	}
+	for i := range batched {
+		if err := check(&batched[i]); err != nil {
+			return err
 		}
 	}
 	return nil
@@ -121,7 +143,7 @@ func boolByte(b bool) byte {
 
 const flagNoOp byte = 1
 
-func appendBody(buf []byte, noop bool, cmd *consensus.Command, seq uint64, deps []InstanceID) []byte {
+func appendBody(buf []byte, noop bool, first *consensus.Command, batched []consensus.Command, seq uint64, deps []InstanceID) []byte {
 	var flags byte
 	if noop {
 		flags |= flagNoOp
@@ -132,13 +154,23 @@ func appendBody(buf []byte, noop bool, cmd *consensus.Command, seq uint64, deps 
 	for _, id := range deps {
 		buf = appendID(buf, id)
 	}
-	return consensus.AppendEntry(buf, &consensus.Entry{Command: *cmd})
+	buf = consensus.AppendEntry(buf, &consensus.Entry{Command: *first})
+	buf = binary.AppendUvarint(buf, uint64(len(batched)))
+	for i := range batched {
+		buf = consensus.AppendEntry(buf, &consensus.Entry{Command: batched[i]})
+	}
+	return buf
 }
+
+// entryBytesMin is the shortest encoding of a command by
+// consensus.AppendEntry: seven one-byte fields (index, term, type, client,
+// sequence, key count, data length).
+const entryBytesMin = 7
 
 // readBody reads what appendBody wrote. bad reports a well-formed
 // encoding of values appendBody never writes (unknown flags, an entry
 // header that is not zero).
-func readBody(d *consensus.Decoder) (noop bool, cmd consensus.Command, seq uint64, deps []InstanceID, bad error) {
+func readBody(d *consensus.Decoder) (noop bool, first consensus.Command, batched []consensus.Command, seq uint64, deps []InstanceID, bad error) {
 	flags := d.Byte()
 	if d.Err() == nil && flags&^flagNoOp != 0 {
 		bad = fmt.Errorf("%w: epaxos: unknown flags %#x", consensus.ErrMalformed, flags)
@@ -151,11 +183,21 @@ func readBody(d *consensus.Decoder) (noop bool, cmd consensus.Command, seq uint6
 			deps[i] = readID(d)
 		}
 	}
-	e := d.Entry()
-	if d.Err() == nil && bad == nil && (e.Index != 0 || e.Term != 0 || e.Type != consensus.EntryNormal) {
-		bad = fmt.Errorf("%w: epaxos: command header not zero", consensus.ErrMalformed)
+	command := func() consensus.Command {
+		e := d.Entry()
+		if d.Err() == nil && bad == nil && (e.Index != 0 || e.Term != 0 || e.Type != consensus.EntryNormal) {
+			bad = fmt.Errorf("%w: epaxos: command header not zero", consensus.ErrMalformed)
+		}
+		return e.Command
 	}
-	return noop, e.Command, seq, deps, bad
+	first = command()
+	if n := d.Count(entryBytesMin, BatchCommandsMaxLimit-1); n > 0 {
+		batched = make([]consensus.Command, n)
+		for i := range batched {
+			batched[i] = command()
+		}
+	}
+	return noop, first, batched, seq, deps, bad
 }
 
 // MessageCodec encodes EPaxos message payloads (*Msg) for a transport and
@@ -163,7 +205,7 @@ func readBody(d *consensus.Decoder) (noop bool, cmd consensus.Command, seq uint6
 //
 // Encoding: version, type, ballot (round, node), instance (replica,
 // number), changed (one byte), status (one byte), accepted ballot (round,
-// node), then flags, seq, deps and command as in an
+// node), then flags, seq, deps, command and batched commands as in an
 // Instance record. Every field is written whatever the type, so decoding
 // what was encoded gives an equal message.
 var MessageCodec consensus.MessageCodec = msgCodec{}
@@ -181,7 +223,7 @@ func (msgCodec) AppendMessage(buf []byte, p consensus.Payload) ([]byte, error) {
 	if m.Status > statusLast {
 		return buf, fmt.Errorf("epaxos: cannot encode message with status %d", m.Status)
 	}
-	if err := checkBounds(&m.Command, len(m.Deps)); err != nil {
+	if err := checkBounds(&m.Command, m.Batched, len(m.Deps)); err != nil {
 		return buf, err
 	}
 	buf = append(buf, formatVersion, byte(m.Type))
@@ -189,13 +231,13 @@ func (msgCodec) AppendMessage(buf []byte, p consensus.Payload) ([]byte, error) {
 	buf = appendID(buf, m.ID)
 	buf = append(buf, boolByte(m.Changed), byte(m.Status))
 	buf = appendBallot(buf, m.Accepted)
-	return appendBody(buf, m.NoOp, &m.Command, m.Seq, m.Deps), nil
+	return appendBody(buf, m.NoOp, &m.Command, m.Batched, m.Seq, m.Deps), nil
 }
 
 func (msgCodec) DecodeMessage(data []byte) (consensus.Payload, error) {
 	d := consensus.NewDecoder(data)
 	if v := d.Byte(); d.Err() == nil && v != formatVersion {
-		return nil, fmt.Errorf("%w: epaxos message format version %d", consensus.ErrMalformed, v)
+		return nil, fmt.Errorf("%w: epaxos message format version %d; this build reads version %d", consensus.ErrMalformed, v, formatVersion)
 	}
 	m := &Msg{Type: MsgType(d.Byte())}
 	if d.Err() == nil && (m.Type == 0 || m.Type > msgTypeLast) {
@@ -214,7 +256,7 @@ func (msgCodec) DecodeMessage(data []byte) (consensus.Payload, error) {
 	}
 	m.Accepted = readBallot(d)
 	var bad error
-	m.NoOp, m.Command, m.Seq, m.Deps, bad = readBody(d)
+	m.NoOp, m.Command, m.Batched, m.Seq, m.Deps, bad = readBody(d)
 	d.End()
 	if err := d.Err(); err != nil {
 		return nil, fmt.Errorf("epaxos: %w", err)

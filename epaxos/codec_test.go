@@ -3,6 +3,7 @@ package epaxos
 import (
 	"errors"
 	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/synod-io/synod/consensus"
@@ -15,6 +16,15 @@ func recordSamples() []consensus.Record {
 			Command: consensus.Command{Session: consensus.Session{ClientID: 7, Seq: 2}, Keys: []string{"a", "b"}, Data: []byte("x")},
 			Seq:     12, Deps: []InstanceID{{1, 4}, {2, 8}, {3, 8}}},
 		Instance{ID: InstanceID{2, 5}, Status: StatusAccepted, Promised: Ballot{2, 3}, Accepted: Ballot{2, 3}, NoOp: true, Seq: 3, Deps: []InstanceID{{1, 1}}},
+		Instance{ID: InstanceID{1, 7}, Status: StatusPreAccepted, Promised: Ballot{0, 1}, Accepted: Ballot{0, 1}, Changed: true,
+			Command: consensus.Command{Session: consensus.Session{ClientID: 4, Seq: 9}, Keys: []string{"a"}, Data: []byte("first")},
+			Batched: []consensus.Command{
+				{Session: consensus.Session{ClientID: 5, Seq: 1}, Keys: []string{consensus.ConflictAll}, Data: []byte("second")},
+				{Data: []byte("keyless")},
+				{Session: consensus.Session{ClientID: 4, Seq: 10}, Keys: []string{"a", "b"}},
+			},
+			Seq: 2, Deps: []InstanceID{{2, 5}}},
+		Instance{ID: InstanceID{4, 2}, Status: StatusNone, Promised: Ballot{3, 4}},
 	}
 }
 
@@ -26,6 +36,11 @@ func messageSamples() []consensus.Payload {
 		&Msg{Type: MsgAcceptOK, Ballot: Ballot{1, 2}, ID: InstanceID{1, 3}},
 		&Msg{Type: MsgCommit, Ballot: Ballot{0, 1}, ID: InstanceID{1, 3}, Command: consensus.Command{Session: consensus.Session{ClientID: 1, Seq: 1}, Keys: []string{"x"}}, Seq: 5},
 		&Msg{Type: MsgCommitOK, Ballot: Ballot{0, 1}, ID: InstanceID{1, 3}},
+		&Msg{Type: MsgPreAccept, Ballot: Ballot{0, 2}, ID: InstanceID{2, 4}, Command: put("k", "one"),
+			Batched: []consensus.Command{{Session: consensus.Session{ClientID: 3, Seq: 8}, Keys: []string{"j"}, Data: []byte("two")}, put("k", "three")},
+			Seq:     6, Deps: []InstanceID{{1, 3}}},
+		&Msg{Type: MsgPrepareOK, Ballot: Ballot{5, 3}, ID: InstanceID{2, 4}, Status: StatusAccepted, Accepted: Ballot{4, 1},
+			Command: put("k", "one"), Batched: []consensus.Command{put("j", "two")}, Seq: 7, Changed: true},
 	}
 }
 
@@ -55,11 +70,23 @@ func TestRecordCodecRoundTrip(t *testing.T) {
 		Instance{ID: InstanceID{1, 1}, Status: StatusAccepted, Promised: Ballot{1, 1}, Accepted: Ballot{2, 1}},
 		Instance{ID: InstanceID{1, 1}, Status: StatusAccepted, Deps: []InstanceID{{2, 1}, {1, 2}}},
 		Instance{ID: InstanceID{1, 1}, Status: StatusAccepted, NoOp: true, Command: put("k", "v")},
+		Instance{ID: InstanceID{1, 1}, Status: StatusAccepted, NoOp: true, Batched: []consensus.Command{put("k", "v")}},
+		Instance{ID: InstanceID{1, 1}, Promised: Ballot{1, 2}, Batched: []consensus.Command{{}}},
+		Instance{ID: InstanceID{1, 1}, Status: StatusAccepted, Batched: make([]consensus.Command, BatchCommandsMaxLimit)},
 	}
 	for _, r := range bad {
 		if _, err := Codec.AppendRecord(nil, r); err == nil {
 			t.Errorf("encoded invalid record %v", r)
 		}
+	}
+	// A record of format version 1 (before batching) is refused.
+	buf, err := Codec.AppendRecord(nil, recordSamples()[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf[0] = 1
+	if _, err := Codec.DecodeRecord(buf); !errors.Is(err, consensus.ErrMalformed) || !strings.Contains(err.Error(), "version 1") {
+		t.Fatalf("decoding a version-1 record: %v", err)
 	}
 }
 

@@ -25,10 +25,67 @@ const (
 	// DepsMax bounds the dependencies an encoded instance may carry, so a
 	// corrupt count never makes a decoder allocate without limit.
 	DepsMax = 1 << 20
+	// BatchCommandsMaxLimit bounds Config.BatchCommandsMax, and the
+	// commands an encoded instance or message may carry.
+	BatchCommandsMaxLimit = 1 << 16
+	// BatchBytesMaxLimit bounds Config.BatchBytesMax.
+	BatchBytesMaxLimit = consensus.EncodedBytesMax
 )
 
-// DefaultExecuteStepsMax is the default Config.ExecuteStepsMax.
-const DefaultExecuteStepsMax = 4096
+// Defaults of Config.
+const (
+	// DefaultExecuteStepsMax is the default Config.ExecuteStepsMax.
+	DefaultExecuteStepsMax = 4096
+	// DefaultBatchCommandsMax is the default Config.BatchCommandsMax.
+	DefaultBatchCommandsMax = 128
+	// DefaultBatchBytesMax is the default Config.BatchBytesMax: with the
+	// largest request the server accepts by default (1.5 MiB, which would
+	// travel alone), an instance's messages stay far below the transport's
+	// 16 MiB.
+	DefaultBatchBytesMax = 1 << 20
+)
+
+// bugKind selects a deliberately wrong variant of the protocol, for showing
+// that checkers catch it. Production configurations never set it: the
+// field is unexported, DefaultConfig leaves it zero, and only SetBug in
+// export_test.go (compiled into this package's tests alone, its internal
+// and external test packages) can change it.
+type bugKind uint8
+
+const (
+	bugNone bugKind = iota
+	// bugRecoveryReportsPromised: an acceptor answering Prepare (the
+	// recoverer's own answer included) reports the ballot it had PROMISED
+	// before that Prepare as the ballot its attributes were accepted
+	// under, so recovery may adopt attributes accepted at a lower ballot
+	// over ones chosen at a higher one (Sutra 2019).
+	bugRecoveryReportsPromised
+	// bugMajorityFastQuorum: the leader commits on the fast path once a
+	// simple majority (itself included) holds its attributes unchanged,
+	// while recovery still looks for FastQuorum-1 matching replies, so a
+	// fast commit too few replicas witnessed can be recovered as other
+	// attributes. Majority(N) equals FastQuorum(N) for N = 3 and 5, so
+	// the variant differs from the protocol only for N >= 7.
+	bugMajorityFastQuorum
+	// bugPreAcceptIgnoresConflicts: a replica answering PreAccept does
+	// not merge its own conflicts and returns the leader's attributes
+	// unchanged, so concurrent conflicting commands commit on the fast
+	// path with no edge between them and replicas execute them in
+	// different orders.
+	bugPreAcceptIgnoresConflicts
+	// bugSCCUnordered: the executor runs a strongly connected component in
+	// the order Tarjan's stack holds it, which depends on where the walk
+	// started, instead of (seq, replica, instance).
+	bugSCCUnordered
+	// bugExecuteFullGraph: the executor follows every dependency, as
+	// published EPaxos does, without pruning the edges to instances
+	// ordered after the one being walked from; under a continuous stream
+	// of conflicting commands a committed command can wait without bound
+	// (a liveness flaw: what it executes is still ordered correctly).
+	bugExecuteFullGraph
+
+	bugLast = bugExecuteFullGraph
+)
 
 // ErrReadThroughLog is returned by ReadIndex: EPaxos has no leader that can
 // confirm a read point, so a linearizable read is proposed as a command
@@ -55,8 +112,20 @@ type Config struct {
 	// executes (see the package doc).
 	ExecuteStepsMax int
 	// InflightMax bounds the instances this replica leads that are not yet
-	// committed; beyond it Propose returns consensus.ErrProposalDropped.
+	// committed. While that many are, proposals wait in the pending batch
+	// (see BatchCommandsMax); once it is full too, Propose returns
+	// consensus.ErrProposalDropped.
 	InflightMax int
+	// BatchCommandsMax and BatchBytesMax bound one instance's batch: the
+	// proposals made between two Readys, or while InflightMax instances are
+	// in flight, are packed into one instance of at most BatchCommandsMax
+	// commands whose sizes (consensus.Entry.Size) add up to at most
+	// BatchBytesMax. A command larger than BatchBytesMax on its own gets
+	// an instance to itself. Messages carry a whole instance, so
+	// BatchBytesMax should leave room within the transport's message
+	// bound for one command of the largest size the host accepts.
+	BatchCommandsMax int
+	BatchBytesMax    int
 	// RecoveryTimeoutTicks is how long an instance this replica knows of
 	// (or needs for execution) may stay uncommitted before the replica
 	// suspects its leader and recovers it (explicit Prepare). Each wait is
@@ -73,16 +142,20 @@ type Config struct {
 	// only; the zero value has recovery on). A replica answers Prepare and
 	// TryPreAccept whatever it says.
 	noRecovery bool
+	// bug is a known-wrong variant for checker tests; zero in production.
+	bug bugKind
 }
 
 // DefaultConfig returns a Config with default timing and limits.
 func DefaultConfig(id consensus.NodeID, peers []consensus.NodeID) Config {
 	return Config{
-		ID:              id,
-		Peers:           slices.Clone(peers),
-		RetryTicks:      4,
-		ExecuteStepsMax: DefaultExecuteStepsMax,
-		InflightMax:     1024,
+		ID:               id,
+		Peers:            slices.Clone(peers),
+		RetryTicks:       4,
+		ExecuteStepsMax:  DefaultExecuteStepsMax,
+		InflightMax:      1024,
+		BatchCommandsMax: DefaultBatchCommandsMax,
+		BatchBytesMax:    DefaultBatchBytesMax,
 		// A healthy leader commits within a few RetryTicks.
 		RecoveryTimeoutTicks: 25 * 4,
 	}
@@ -118,6 +191,15 @@ func (c Config) Validate() error {
 	if c.InflightMax < 1 || c.InflightMax > InflightMaxLimit {
 		return fmt.Errorf("epaxos: InflightMax %d outside 1..%d", c.InflightMax, InflightMaxLimit)
 	}
+	if c.BatchCommandsMax < 1 || c.BatchCommandsMax > BatchCommandsMaxLimit {
+		return fmt.Errorf("epaxos: BatchCommandsMax %d outside 1..%d", c.BatchCommandsMax, BatchCommandsMaxLimit)
+	}
+	if c.BatchBytesMax < 1 || c.BatchBytesMax > BatchBytesMaxLimit {
+		return fmt.Errorf("epaxos: BatchBytesMax %d outside 1..%d", c.BatchBytesMax, BatchBytesMaxLimit)
+	}
+	if c.bug > bugLast {
+		return fmt.Errorf("epaxos: unknown protocol variant %d", c.bug)
+	}
 	return nil
 }
 
@@ -143,18 +225,19 @@ const (
 )
 
 // preAcceptDecision decides the fate of a PreAccept round among n replicas
-// given replies, the PreAcceptOK replies received from other replicas (the
-// leader's own pre-accept is counted on top), changed, whether any of them
-// differs from the leader's original attributes, initial, whether the
-// round runs at the instance's initial ballot, and timedOut, whether the
-// leader gave up waiting for a fast quorum.
+// whose fast quorum is fastQuorum (FastQuorum(n) but in a known-wrong
+// variant), given replies, the PreAcceptOK replies received from other
+// replicas (the leader's own pre-accept is counted on top), changed,
+// whether any of them differs from the leader's original attributes,
+// initial, whether the round runs at the instance's initial ballot, and
+// timedOut, whether the leader gave up waiting for a fast quorum.
 //
-// Fast: the leader and FastQuorum(n)-1 others, all unchanged, at the
-// initial ballot. Slow: a majority replied and the fast path is impossible
-// (a reply changed, the ballot is not initial) or the wait timed out.
-func preAcceptDecision(n, replies int, changed, initial, timedOut bool) decision {
+// Fast: the leader and fastQuorum-1 others, all unchanged, at the initial
+// ballot. Slow: a majority replied and the fast path is impossible (a
+// reply changed, the ballot is not initial) or the wait timed out.
+func preAcceptDecision(n, fastQuorum, replies int, changed, initial, timedOut bool) decision {
 	have := replies + 1
-	if initial && !changed && have >= FastQuorum(n) {
+	if initial && !changed && have >= fastQuorum {
 		return decideFast
 	}
 	if have >= consensus.Majority(n) && (changed || !initial || timedOut || have >= n) {

@@ -55,7 +55,7 @@ func TestPreAcceptDecision(t *testing.T) {
 			if have >= fq {
 				want = decideFast
 			}
-			if got := preAcceptDecision(n, replies, false, true, false); got != want {
+			if got := preAcceptDecision(n, fq, replies, false, true, false); got != want {
 				t.Errorf("n=%d replies=%d unchanged: %v, want %v", n, replies, got, want)
 			}
 			// One changed reply: slow once a majority answered.
@@ -63,7 +63,7 @@ func TestPreAcceptDecision(t *testing.T) {
 			if have >= maj {
 				want = decideSlow
 			}
-			if got := preAcceptDecision(n, replies, true, true, false); got != want {
+			if got := preAcceptDecision(n, fq, replies, true, true, false); got != want {
 				t.Errorf("n=%d replies=%d changed: %v, want %v", n, replies, got, want)
 			}
 			// Unchanged but timed out before a fast quorum: slow with a majority.
@@ -74,11 +74,11 @@ func TestPreAcceptDecision(t *testing.T) {
 			case have >= maj:
 				want = decideSlow
 			}
-			if got := preAcceptDecision(n, replies, false, true, true); got != want {
+			if got := preAcceptDecision(n, fq, replies, false, true, true); got != want {
 				t.Errorf("n=%d replies=%d timed out: %v, want %v", n, replies, got, want)
 			}
 			// Not the initial ballot: never fast.
-			if got := preAcceptDecision(n, replies, false, false, false); got == decideFast {
+			if got := preAcceptDecision(n, fq, replies, false, false, false); got == decideFast {
 				t.Errorf("n=%d replies=%d non-initial ballot decided fast", n, replies)
 			}
 		}
@@ -209,12 +209,14 @@ func TestDependenciesByKey(t *testing.T) {
 	}
 	// Own proposal on a depends on the latest of each replica on a.
 	r.Propose(put("a", "x"))
+	takeMsgs(r, MsgPreAccept) // the Ready starts the instance
 	in, _ := r.Instance(InstanceID{2, 1})
 	if !slices.Equal(in.Deps, []InstanceID{{1, 2}, {3, 2}}) || in.Seq != 4 {
 		t.Fatalf("own proposal attributes %v", in)
 	}
 	// A command without keys conflicts with nothing.
 	r.Propose(consensus.Command{Data: []byte("nokeys")})
+	takeMsgs(r, MsgPreAccept)
 	if in, _ := r.Instance(InstanceID{2, 2}); len(in.Deps) != 0 || in.Seq != 1 {
 		t.Fatalf("keyless command attributes %v", in)
 	}
@@ -259,6 +261,7 @@ func TestConflictAllAttributes(t *testing.T) {
 	if err := r.Propose(put("y", "own")); err != nil {
 		t.Fatal(err)
 	}
+	takeMsgs(r, MsgPreAccept)
 	if in, _ := r.Instance(InstanceID{2, 1}); !slices.Equal(in.Deps, []InstanceID{{1, 4}}) || in.Seq != 8 {
 		t.Fatalf("own proposal after ConflictAll: %v", in)
 	}
@@ -338,18 +341,21 @@ func executeAll(t *testing.T, r *Replica) []string {
 	return out
 }
 
-// graph is a committed dependency graph with cycles: 1.1 <-> 2.1 (equal
-// seq), a chain into a three-cycle, and an independent key.
+// graph is a committed dependency graph with cycles (1.1 <-> 2.1 with
+// equal seq, 3.1 <-> 1.2, 1.3 <-> 2.3) and an independent key. Like every
+// graph the protocol commits, it gives each pair of conflicting instances
+// a direct edge: one depends on the other or on a later instance of its
+// space (the executor's pruning relies on that).
 func graph() []Instance {
 	return []Instance{
 		committed(InstanceID{1, 1}, 1, "a", InstanceID{2, 1}),
 		committed(InstanceID{2, 1}, 1, "a", InstanceID{1, 1}),
 		committed(InstanceID{3, 1}, 2, "a", InstanceID{1, 1}, InstanceID{2, 1}, InstanceID{1, 2}),
 		committed(InstanceID{1, 2}, 3, "a", InstanceID{3, 1}, InstanceID{2, 1}),
-		committed(InstanceID{2, 2}, 2, "a", InstanceID{1, 2}),
-		committed(InstanceID{3, 2}, 4, "a", InstanceID{2, 2}),
+		committed(InstanceID{2, 2}, 2, "a", InstanceID{1, 2}, InstanceID{3, 1}),
+		committed(InstanceID{3, 2}, 4, "a", InstanceID{2, 2}, InstanceID{1, 2}),
 		committed(InstanceID{2, 3}, 5, "a", InstanceID{3, 2}, InstanceID{1, 3}),
-		committed(InstanceID{1, 3}, 5, "a", InstanceID{2, 3}),
+		committed(InstanceID{1, 3}, 5, "a", InstanceID{2, 3}, InstanceID{3, 2}),
 		committed(InstanceID{3, 3}, 1, "z"),
 	}
 }
@@ -375,6 +381,129 @@ func TestExecutionOrderDeterministic(t *testing.T) {
 		}
 		if !slices.Equal(onA, want) || len(got) != len(g) {
 			t.Fatalf("trial %d (budget %d): executed %v, want %v plus 3.3", trial, steps, got, want)
+		}
+	}
+}
+
+// randomGraph builds a committed graph on spaces 1..3 in which every two
+// conflicting instances have a direct edge, one depending on the other or
+// on a later instance of its space, in either or both directions, as the
+// protocol guarantees; with random seqs (so cycles abound), no-ops, and a
+// few dependencies beyond the conflicts.
+func randomGraph(rng *rand.Rand) []Instance {
+	keys := []string{"a", "b", "c"}
+	var g []Instance
+	last := map[consensus.NodeID]uint64{}
+	for rep := consensus.NodeID(1); rep <= 3; rep++ {
+		last[rep] = uint64(1 + rng.IntN(7))
+		for i := uint64(1); i <= last[rep]; i++ {
+			id := InstanceID{rep, i}
+			in := Instance{ID: id, Status: StatusCommitted, Promised: Ballot{Node: rep}, Accepted: Ballot{Node: rep}}
+			if rng.IntN(10) == 0 {
+				in.NoOp = true
+			} else {
+				in.Command = consensus.Command{Keys: []string{keys[rng.IntN(3)]}, Data: []byte(id.String())}
+				if rng.IntN(4) == 0 {
+					in.Command.Keys = append(in.Command.Keys, keys[rng.IntN(3)])
+				}
+				in.Seq = uint64(1 + rng.IntN(8))
+			}
+			g = append(g, in)
+		}
+	}
+	coverFrom := func(u, v *Instance) { // u gets a dep covering v
+		u.Deps = append(u.Deps, InstanceID{v.ID.Replica, v.ID.Instance + uint64(rng.IntN(int(last[v.ID.Replica]-v.ID.Instance)+1))})
+	}
+	for i := range g {
+		for j := i + 1; j < len(g); j++ {
+			u, v := &g[i], &g[j]
+			if u.NoOp || v.NoOp || u.ID.Replica == v.ID.Replica || !keysConflict(u.Command.Keys, v.Command.Keys) {
+				continue
+			}
+			switch rng.IntN(3) {
+			case 0:
+				coverFrom(u, v)
+			case 1:
+				coverFrom(v, u)
+			default:
+				coverFrom(u, v)
+				coverFrom(v, u)
+			}
+		}
+	}
+	for i := range g {
+		if !g[i].NoOp && rng.IntN(5) == 0 {
+			o := g[rng.IntN(len(g))].ID
+			if o.Replica != g[i].ID.Replica {
+				g[i].Deps = append(g[i].Deps, o)
+			}
+		}
+		g[i].Deps = normDeps(g[i].Deps)
+	}
+	return g
+}
+
+// TestExecutionOrderRandomGraphs: replicas that learn the commits of a
+// random graph (see randomGraph) in different orders, running the
+// executor with different small budgets in between, each execute every
+// command once, and every two conflicting commands in the same order;
+// with the executor's pruning and without it.
+func TestExecutionOrderRandomGraphs(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 7))
+	for trial := range 300 {
+		g := randomGraph(rng)
+		for _, bug := range []string{"", BugExecuteFullGraph} {
+			var ref map[string]int
+			for learner := range 4 {
+				steps := 1 + rng.IntN(12)
+				r := newReplica(t, 4, 4, nil, func(c *Config) { c.ExecuteStepsMax = steps; c.noRecovery = true; SetBug(c, bug) })
+				var out []string
+				drain := func() {
+					rd := r.Ready()
+					for _, e := range rd.Committed {
+						out = append(out, string(e.Command.Data))
+					}
+					r.Advance(rd)
+				}
+				for _, i := range rng.Perm(len(g)) {
+					in := g[i]
+					reply(t, r, in.ID.Replica, &Msg{Type: MsgCommit, Ballot: in.Accepted, ID: in.ID, NoOp: in.NoOp, Command: in.Command, Seq: in.Seq, Deps: in.Deps})
+					for range rng.IntN(3) {
+						drain()
+					}
+				}
+				for range 10000 {
+					if !r.exec.busy() {
+						break
+					}
+					drain()
+				}
+				drain()
+				pos := map[string]int{}
+				for i, d := range out {
+					pos[d] = i
+				}
+				for _, in := range g {
+					if _, ok := pos[in.ID.String()]; !ok && !in.NoOp {
+						t.Fatalf("trial %d %q learner %d (budget %d): %v never executed; executed %v", trial, bug, learner, steps, in.ID, out)
+					}
+				}
+				if ref == nil {
+					ref = pos
+					continue
+				}
+				for i, u := range g {
+					for _, v := range g[i+1:] {
+						if u.NoOp || v.NoOp || !keysConflict(u.Command.Keys, v.Command.Keys) {
+							continue
+						}
+						a, b := u.ID.String(), v.ID.String()
+						if (ref[a] < ref[b]) != (pos[a] < pos[b]) {
+							t.Fatalf("trial %d %q: conflicting %s and %s executed in different orders (learner %d, budget %d)\ngraph: %v", trial, bug, a, b, learner, steps, g)
+						}
+					}
+				}
+			}
 		}
 	}
 }
@@ -440,8 +569,15 @@ func TestReadIndexAndPropose(t *testing.T) {
 	if err := r.Propose(put("k", "v")); err != nil {
 		t.Fatal(err)
 	}
-	if st := r.Status(); st.Role != consensus.RolePeer || st.LastIndex != 1 {
-		t.Fatalf("status %+v", st)
+	// Proposals wait for the next Ready, which starts their instance.
+	if st := r.Status(); st.Role != consensus.RolePeer || st.LastIndex != 0 {
+		t.Fatalf("status after Propose %+v", st)
+	}
+	if rd := r.Ready(); len(rd.Persist) != 1 || len(rd.Messages) != 4 {
+		t.Fatalf("Ready after Propose: %d records, %d messages; want the instance and 4 PreAccepts", len(rd.Persist), len(rd.Messages))
+	}
+	if st := r.Status(); st.LastIndex != 1 {
+		t.Fatalf("status after Ready %+v", st)
 	}
 }
 
@@ -473,11 +609,13 @@ func TestConfigValidate(t *testing.T) {
 func TestRebuild(t *testing.T) {
 	r := newReplica(t, 1, 3, nil)
 	r.Propose(put("k", "a"))
+	started := r.Ready()
+	r.Advance(started)
 	id := InstanceID{1, 1}
 	reply(t, r, 2, &Msg{Type: MsgPreAcceptOK, Ballot: Ballot{Node: 1}, ID: id, Seq: 1})
 	rd := r.Ready()
 	r.Advance(rd)
-	r2, err := New(DefaultConfig(1, ids(3)), rd.Persist)
+	r2, err := New(DefaultConfig(1, ids(3)), append(started.Persist, rd.Persist...))
 	if err != nil {
 		t.Fatal(err)
 	}

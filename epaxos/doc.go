@@ -44,6 +44,19 @@
 // merges its own conflicts (seq = max, deps = union), persists, and answers
 // PreAcceptOK with its attributes and whether they changed.
 //
+// Batching: an instance carries a batch of commands (Instance.Command, then
+// Instance.Batched). Propose only queues a command. The commands proposed
+// between two Readys go into one instance, which the Ready starts, up to
+// Config.BatchCommandsMax commands and Config.BatchBytesMax bytes (a
+// Propose that finds the batch full starts it at once, and a command
+// larger than BatchBytesMax has an instance to itself). While
+// Config.InflightMax instances this replica leads are uncommitted, the
+// queued commands wait and keep filling one batch, and Propose refuses
+// (consensus.ErrProposalDropped) once it is full. So the busier the
+// replica, the larger its instances. An instance conflicts as one command
+// whose keys are the union of its commands' keys, and it is ordered,
+// committed and recovered whole.
+//
 //   - Fast path: with N = 2F+1, once L holds PreAcceptOK from
 //     FastQuorum(N)-1 other replicas (a fast quorum of F + ⌊(F+1)/2⌋
 //     replicas, L included: 2, 3, 5, 6 for N = 3, 5, 7, 9), all unchanged
@@ -73,15 +86,82 @@
 //
 // # Execution
 //
-// The executor walks the graph of committed instances and their deps
-// with Tarjan's algorithm, executes strongly connected components in
-// dependency order (a component runs only when everything it depends on
+// The executor walks an execution graph of the committed instances with
+// Tarjan's algorithm, executes strongly connected components in
+// dependency order (a component runs only when everything it reaches
 // outside itself has run), and orders the instances inside a component by
-// (seq, replica ID, instance number). Every replica therefore executes
-// conflicting commands in the same order. A walk that reaches an instance
-// not committed here stops (components already completed stay executed)
-// and its root waits until that instance commits. Besides its deps, every
-// instance R.i with i > 1 has an implicit edge to R.(i-1) (see Recovery).
+// their execution key (seq, replica ID, instance number), which is unique
+// and the same everywhere. A walk that needs an instance not committed
+// here (to follow an edge to it, or to decide whether that edge is
+// pruned, below) stops; components already completed stay executed, and
+// the walk's root waits until that instance commits.
+//
+// The execution graph has, for every instance R.i with i > 1, an edge to
+// R.(i-1), the same-space chain (never pruned; see Recovery). And for each
+// explicit dependency d of an instance u, an edge from u to the highest
+// instance w of d's space, at or below d, such that the edge u → w is not
+// pruned; there is none if every candidate down to the space's first
+// instance is. The edge u → w is pruned when w is committed, key(w) >
+// key(u), and w itself depends on u: w is a later instance of u's space,
+// or one of w's deps is u or a later instance of u's space. Such a w is
+// ordered after u anyway, and the walk does not follow it into the
+// instances newer than u that w depends on.
+//
+// Replicas still execute conflicting commands in the same order. The
+// commit protocol guarantees (I): of two committed conflicting instances,
+// one has a dependency on the other or on a later instance of its space
+// (quorum intersection; TryPreAccept keeps it in recovery). Then:
+//
+//  1. The graph is a function of committed attributes alone: an edge's
+//     target and whether it is pruned depend only on committed seqs and
+//     deps, and the walk blocks rather than guess when one is missing. So
+//     every replica walks the same graph.
+//  2. A pruned edge u → w leaves a path w ⇝ u. w depends on u or on a
+//     later instance of u's space (or is one). w's own edge into u's space
+//     stops at or above u, because the candidate u is never pruned from w
+//     (key(u) < key(w)); the chain leads from there down to u.
+//  3. Two conflicting instances are joined by a path. By (I), say u
+//     depends on v or a later instance of v's space. u's edge into v's
+//     space stops at or above v, and the chain reaches v, unless the
+//     candidate v itself was pruned; then 2 gives v ⇝ u. (Instances of one
+//     space are joined by the chain.)
+//  4. A component runs only once everything it reaches is committed here,
+//     so it and everything it reaches are the same at every replica. Of
+//     two instances on a path, the later runs first if they are in
+//     different components, and by key otherwise.
+//
+// So every replica executes two conflicting instances in the same order.
+// TestExecutionOrderRandomGraphs checks it on random graphs that satisfy
+// (I), with and without pruning. Rules that look similar are caught there.
+// These include pruning any dependency whose key is higher, pruning
+// without falling back to the earlier instances of the space, and the
+// rule implemented for "EPaxos Revisited" (skip a dependency with a higher
+// seq that depends on the walk's root). The last one is decided relative
+// to where the walk started, and it reads attributes that may not be
+// committed yet.
+//
+// Liveness. Published EPaxos follows every dependency, so a root waits
+// for its whole strongly connected component, and under a continuous
+// stream of conflicting commands that component can grow without end
+// (Tollman, Park, Ousterhout, "EPaxos Revisited", NSDI 2021). With
+// pruning, the walk moves to newer instances only along edges that
+// concurrency creates. Suppose the replicas that decide an instance w's
+// attributes pre-accepted it after they learned an instance v committed.
+// Then w has a seq above v's and depends on v's space at or after v, so
+// an edge from v to w (if v depends on w at all) is pruned. An edge v → w
+// survives only if v was not yet committed there, so v and w were
+// concurrent, and w did not depend on v (or had the lower key). So a walk
+// reaches an instance newer than its root only through a chain of
+// instances, each concurrent with the one before and not seeing it (or
+// seeing it at a lower key). While message delays are bounded such chains
+// stay short. In
+// TestExecutionBoundedUnderContinuousLoad, three replicas propose on one
+// key every tick with delays of up to 8 ticks. No command waits more than
+// 160 ticks between commit and execution (at most about 100 measured),
+// while the published executor (the variant execute-full-graph) stops
+// executing within the first 20 ticks. This is not a worst-case bound: a
+// schedule that keeps each instance of such a chain racing the next can
+// keep a root waiting.
 //
 // The executor runs in Ready and takes at most Config.ExecuteStepsMax
 // steps per Ready (DefaultExecuteStepsMax), so a Ready always returns. A
@@ -91,7 +171,9 @@
 // host that gets an empty Ready while a walk is suspended calls Ready
 // again after its next Tick or Step, as hosts do.
 //
-// Executed commands appear in Ready.Committed in execution order. Their
+// Executed commands appear in Ready.Committed in execution order, one
+// entry per command, a batch's commands one after the other in the order
+// they were proposed, each with its own Session, Keys and Data. Their
 // Entry.Index is this replica's local execution counter (1, 2, 3, …,
 // counting only commands, not no-ops); it is NOT the same across replicas,
 // which execute non-conflicting commands in different orders. Entry.Term
@@ -111,11 +193,14 @@
 // # Durability
 //
 // The only record is Instance: the whole state of one instance (status,
-// promised and accepted ballots, command, seq, deps), emitted whenever it
-// changes and durable before any message that reveals it (Ready.Persist).
-// New replays records (the last per instance wins) and rebuilds the
-// conflict index, the instance counter and the executor's input. Codec
-// and MessageCodec encode records and messages.
+// promised and accepted ballots, its batch of commands, seq, deps),
+// emitted whenever it changes and durable before any message that reveals
+// it (Ready.Persist). New replays records (the last per instance wins) and
+// rebuilds the conflict index, the instance counter and the executor's
+// input. Codec and MessageCodec encode records and messages (format
+// version 2, which added the batch; version 1 was never released and is
+// refused). Commands still waiting for a Ready are not durable: a crash
+// loses them, as it loses a Ready not yet handled, and clients retry.
 //
 // # Recovery
 //
@@ -181,21 +266,33 @@
 // every earlier instance of its space to commit, and recovery makes sure
 // they do), but it is deterministic, so replicas still agree, and a dep on
 // R.j reaches every R.i <= j.
-
+//
+// # Known-wrong variants
+//
+// For showing that checkers have teeth, a test can make a replica run a
+// known-wrong variant of the protocol: SetBug in export_test.go sets an
+// unexported Config field that DefaultConfig leaves zero, so no
+// production configuration can select one, and Validate rejects an
+// unknown one. The variants: recovery-reports-promised (PrepareOK reports
+// the promised ballot as the accepted one, Sutra's flaw),
+// majority-fast-quorum (the leader fast-commits on a simple majority,
+// which differs from the protocol only for N >= 7), preaccept-ignores-
+// conflicts (acceptors do not merge their own conflicts) and
+// scc-unordered (a component runs in walk order), and
+// execute-full-graph (the published executor, without pruning: a
+// liveness flaw, see Execution). TestKnownBugsAreCaught catches each with
+// the cluster checks; a simulator teeth test calls SetBug from package
+// epaxos_test in this directory, as raft's does.
+//
 // # Not yet implemented (next slices)
 //
 //   - The report's TryPreAccept deferral (cycle breaking) and its extra
 //     fast-path condition; see Recovery for what is done instead.
 //   - Prepare is not resent: a lost Prepare or reply costs one recovery
 //     timeout, after which the attempt restarts at a higher ballot.
-//   - Compaction of executed instances (snapshots), batching of commands
-//     in one instance, and the sim/ registration.
-//   - The livelock of "EPaxos Revisited" (NSDI 2021) is only partly
-//     addressed: the bounded, resumable walk keeps every Ready bounded and
-//     lets any finite, fully committed component execute, but a walk that
-//     reaches an instance not yet committed is dropped and retried when
-//     that instance commits; under a continuous stream of conflicting
-//     commands a root can keep meeting newer uncommitted instances, and
-//     each retry walks its component again. The fix (bounding what a root
-//     waits for by seq, as that paper proposes) is for the next slice.
+//   - Compaction of executed instances (snapshots).
+//   - Execution has no worst-case bound under an adversarial schedule
+//     (see Execution: Liveness), and a walk blocked on an uncommitted
+//     instance is dropped and walked again from its root once that
+//     instance commits, rather than resumed.
 package epaxos

@@ -11,6 +11,9 @@ import (
 // and, if this replica leads it, the leader's volatile bookkeeping.
 type inst struct {
 	Instance
+	// keys are the instance's conflict keys: the union of its commands'
+	// keys (conflictKeys), nil for a no-op or a bare promise.
+	keys []string
 	lead *leaderState
 	// rec is the explicit-prepare state while this replica recovers the
 	// instance (nil otherwise); seenRound the highest ballot round a
@@ -82,10 +85,10 @@ func conflictsWithAll(keys []string) bool {
 	return slices.Contains(keys, consensus.ConflictAll)
 }
 
-// keysConflict reports whether commands with these conflict keys conflict: both
-// have keys, and they share one or either includes consensus.ConflictAll.
-// A command without keys conflicts with nothing, not even with a
-// ConflictAll command.
+// keysConflict reports whether commands with these conflict keys
+// conflict: both have keys, and they share one or either includes
+// consensus.ConflictAll. A command without keys conflicts with nothing,
+// not even with a ConflictAll command.
 func keysConflict(a, b []string) bool {
 	if len(a) == 0 || len(b) == 0 {
 		return false
@@ -126,6 +129,14 @@ type Replica struct {
 	suspect     map[InstanceID]*suspicion
 
 	exec executor
+
+	// pending holds the proposals not yet in an instance, in proposal
+	// order; Ready (or a Propose that finds it full) starts an instance
+	// for them. Invariant: at most Config.BatchCommandsMax commands, and
+	// at most Config.BatchBytesMax bytes (consensus.Entry.Size, counted in
+	// pendingBytes) unless it holds a single command.
+	pending      []consensus.Command
+	pendingBytes int
 
 	persist  []consensus.Record
 	msgs     []consensus.Message
@@ -202,11 +213,10 @@ func (r *Replica) install(in Instance) *inst {
 		r.insts[in.ID] = it
 	}
 	wasCommitted := it.Status == StatusCommitted
-	lead := it.lead
 	it.Instance = in
-	it.lead = lead
-	if !in.NoOp && len(in.Command.Keys) > 0 {
-		for _, k := range in.Command.Keys {
+	it.keys = conflictKeys(in.Commands())
+	if len(it.keys) > 0 {
+		for _, k := range it.keys {
 			ki := r.keys[k]
 			if ki == nil {
 				ki = newKeyIndex()
@@ -229,22 +239,22 @@ func (r *Replica) install(in Instance) *inst {
 	return it
 }
 
-// attributes computes seq and deps for cmd of instance id from the
-// conflict index. A command with keys depends on the latest instance of
-// each replica on each of its keys and on the latest ConflictAll instance
-// of each replica; a ConflictAll command on the latest instance of each
-// replica on any key. Its seq is one above the highest seq among the
-// instances it conflicts with (1 if none). A command without keys has no
-// deps and seq 1.
-func (r *Replica) attributes(id InstanceID, cmd *consensus.Command) (uint64, []InstanceID) {
+// attributes computes seq and deps for instance id, whose conflict keys
+// are keys, from the conflict index. An instance with keys depends on the
+// latest instance of each replica on each of its keys and on the latest
+// ConflictAll instance of each replica; a ConflictAll instance on the
+// latest instance of each replica on any key. Its seq is one above the
+// highest seq among the instances it conflicts with (1 if none). An
+// instance without keys has no deps and seq 1.
+func (r *Replica) attributes(id InstanceID, keys []string) (uint64, []InstanceID) {
 	var seq uint64
 	var deps []InstanceID
 	switch {
-	case len(cmd.Keys) == 0:
-	case conflictsWithAll(cmd.Keys):
+	case len(keys) == 0:
+	case conflictsWithAll(keys):
 		r.anyKey.collect(id, &seq, &deps)
 	default:
-		for _, k := range cmd.Keys {
+		for _, k := range keys {
 			r.keys[k].collect(id, &seq, &deps)
 		}
 		r.keys[consensus.ConflictAll].collect(id, &seq, &deps)
@@ -282,36 +292,57 @@ func (r *Replica) broadcast(m func() *Msg, skip map[consensus.NodeID]bool) {
 	}
 }
 
-// Propose starts a new instance of this replica's space for cmd. Any
-// replica may propose.
+// Propose queues cmd for a new instance of this replica's space; any
+// replica may propose. Commands proposed before the next Ready are packed
+// into one instance (batching), which that Ready starts, up to
+// Config.BatchCommandsMax commands and Config.BatchBytesMax bytes; a
+// Propose that finds the batch full starts it at once. While
+// Config.InflightMax instances this replica leads are uncommitted, the
+// batch waits for one of them to commit, and Propose returns
+// consensus.ErrProposalDropped once the waiting batch is full. Each
+// command keeps its own Session, Keys and Data: it executes as one entry
+// of Ready.Committed, after the commands proposed before it in its batch.
 func (r *Replica) Propose(cmd consensus.Command) error {
-	if r.inflight >= r.cfg.InflightMax {
-		return consensus.ErrProposalDropped
-	}
 	cmd.Keys = slices.Compact(slices.Sorted(slices.Values(cmd.Keys)))
+	size := (&consensus.Entry{Command: cmd}).Size()
+	if len(r.pending) > 0 && (len(r.pending) >= r.cfg.BatchCommandsMax || r.pendingBytes+size > r.cfg.BatchBytesMax) {
+		if r.inflight >= r.cfg.InflightMax {
+			return consensus.ErrProposalDropped
+		}
+		r.startPending()
+	}
+	r.pending = append(r.pending, cmd)
+	r.pendingBytes += size
+	return nil
+}
+
+// startPending starts an instance for the pending batch.
+func (r *Replica) startPending() {
+	cmds := r.pending
+	r.pending, r.pendingBytes = nil, 0
 	id := InstanceID{r.id, r.next}
 	r.next++
-	seq, deps := r.attributes(id, &cmd)
+	first, batched := splitCommands(cmds)
+	seq, deps := r.attributes(id, conflictKeys(cmds))
 	b := Ballot{Node: r.id}
-	it := r.install(Instance{ID: id, Status: StatusPreAccepted, Promised: b, Accepted: b, Command: cmd, Seq: seq, Deps: deps})
+	it := r.install(Instance{ID: id, Status: StatusPreAccepted, Promised: b, Accepted: b, Command: first, Batched: batched, Seq: seq, Deps: deps})
 	it.lead = &leaderState{ballot: b, origSeq: seq, origDeps: slices.Clone(deps), seq: seq, deps: slices.Clone(deps), replied: map[consensus.NodeID]bool{}}
 	r.active[id] = true
 	r.inflight++
 	r.save(it)
 	r.sendPreAccept(it)
 	r.decidePreAccept(it, false)
-	return nil
 }
 
 func (r *Replica) sendPreAccept(it *inst) {
 	r.broadcast(func() *Msg {
-		return &Msg{Type: MsgPreAccept, Ballot: it.Promised, ID: it.ID, Command: it.Command, Seq: it.lead.origSeq, Deps: slices.Clone(it.lead.origDeps)}
+		return &Msg{Type: MsgPreAccept, Ballot: it.Promised, ID: it.ID, Command: it.Command, Batched: it.Batched, Seq: it.lead.origSeq, Deps: slices.Clone(it.lead.origDeps)}
 	}, it.lead.replied)
 }
 
 func (r *Replica) sendAccept(it *inst) {
 	r.broadcast(func() *Msg {
-		return &Msg{Type: MsgAccept, Ballot: it.Promised, ID: it.ID, NoOp: it.NoOp, Command: it.Command, Seq: it.Seq, Deps: slices.Clone(it.Deps)}
+		return &Msg{Type: MsgAccept, Ballot: it.Promised, ID: it.ID, NoOp: it.NoOp, Command: it.Command, Batched: it.Batched, Seq: it.Seq, Deps: slices.Clone(it.Deps)}
 	}, it.lead.replied)
 }
 
@@ -325,7 +356,11 @@ func (r *Replica) sendCommit(it *inst) {
 func (r *Replica) decidePreAccept(it *inst, timedOut bool) {
 	ls := it.lead
 	initial := it.Promised == Ballot{Node: r.id}
-	switch preAcceptDecision(r.n(), len(ls.replied), ls.changed, initial, timedOut) {
+	fastQuorum := FastQuorum(r.n())
+	if r.cfg.bug == bugMajorityFastQuorum {
+		fastQuorum = consensus.Majority(r.n())
+	}
+	switch preAcceptDecision(r.n(), fastQuorum, len(ls.replied), ls.changed, initial, timedOut) {
 	case decideFast:
 		r.cfg.Logger.Debugf("epaxos %d: %v: fast commit at %v seq=%d deps=%s", r.id, it.ID, it.Promised, ls.origSeq, formatDeps(ls.origDeps))
 		r.commit(it, ls.origSeq, ls.origDeps)
@@ -426,19 +461,21 @@ func (r *Replica) onPreAccept(from consensus.NodeID, m *Msg) {
 		r.send(from, &Msg{Type: MsgPreAcceptOK, Ballot: m.Ballot, ID: m.ID, Seq: it.Seq, Deps: slices.Clone(it.Deps), Changed: it.Seq != m.Seq || !slices.Equal(it.Deps, m.Deps)})
 		return
 	}
-	cmd := m.Command
-	seq, deps := r.attributes(m.ID, &cmd)
+	seq, deps := r.attributes(m.ID, conflictKeys(m.commands()))
+	if r.cfg.bug == bugPreAcceptIgnoresConflicts {
+		seq, deps = 0, nil
+	}
 	seq = max(seq, m.Seq)
 	deps = unionDeps(deps, cleanDeps(m.ID, m.Deps))
 	changed := seq != m.Seq || !slices.Equal(deps, m.Deps)
-	it = r.install(Instance{ID: m.ID, Status: StatusPreAccepted, Promised: m.Ballot, Accepted: m.Ballot, Command: cmd, Seq: seq, Deps: deps, Changed: changed})
+	it = r.install(Instance{ID: m.ID, Status: StatusPreAccepted, Promised: m.Ballot, Accepted: m.Ballot, Command: m.Command, Batched: m.Batched, Seq: seq, Deps: deps, Changed: changed})
 	r.save(it)
 	r.send(from, &Msg{Type: MsgPreAcceptOK, Ballot: m.Ballot, ID: m.ID, Seq: seq, Deps: slices.Clone(deps), Changed: changed})
 }
 
 func (r *Replica) onAccept(from consensus.NodeID, m *Msg) {
 	if m.NoOp {
-		m.Command = consensus.Command{}
+		m.Command, m.Batched = consensus.Command{}, nil
 	}
 	it := r.insts[m.ID]
 	if it != nil && m.Ballot.Less(it.Promised) {
@@ -446,7 +483,7 @@ func (r *Replica) onAccept(from consensus.NodeID, m *Msg) {
 		return
 	}
 	if it == nil || it.Status < StatusCommitted {
-		it = r.install(Instance{ID: m.ID, Status: StatusAccepted, Promised: m.Ballot, Accepted: m.Ballot, NoOp: m.NoOp, Command: m.Command, Seq: m.Seq, Deps: cleanDeps(m.ID, m.Deps)})
+		it = r.install(Instance{ID: m.ID, Status: StatusAccepted, Promised: m.Ballot, Accepted: m.Ballot, NoOp: m.NoOp, Command: m.Command, Batched: m.Batched, Seq: m.Seq, Deps: cleanDeps(m.ID, m.Deps)})
 		r.save(it)
 	}
 	r.send(from, &Msg{Type: MsgAcceptOK, Ballot: m.Ballot, ID: m.ID})
@@ -454,7 +491,7 @@ func (r *Replica) onAccept(from consensus.NodeID, m *Msg) {
 
 func (r *Replica) onCommit(from consensus.NodeID, m *Msg) {
 	if m.NoOp {
-		m.Command = consensus.Command{}
+		m.Command, m.Batched = consensus.Command{}, nil
 	}
 	it := r.insts[m.ID]
 	if it != nil && it.Status < StatusCommitted {
@@ -467,7 +504,7 @@ func (r *Replica) onCommit(from consensus.NodeID, m *Msg) {
 		if it != nil && promised.Less(it.Promised) {
 			promised = it.Promised
 		}
-		it = r.install(Instance{ID: m.ID, Status: StatusCommitted, Promised: promised, Accepted: m.Ballot, NoOp: m.NoOp, Command: m.Command, Seq: m.Seq, Deps: cleanDeps(m.ID, m.Deps)})
+		it = r.install(Instance{ID: m.ID, Status: StatusCommitted, Promised: promised, Accepted: m.Ballot, NoOp: m.NoOp, Command: m.Command, Batched: m.Batched, Seq: m.Seq, Deps: cleanDeps(m.ID, m.Deps)})
 		r.save(it)
 	}
 	r.send(from, &Msg{Type: MsgCommitOK, Ballot: m.Ballot, ID: m.ID})
@@ -475,7 +512,7 @@ func (r *Replica) onCommit(from consensus.NodeID, m *Msg) {
 
 // commitMsg is the Commit of a committed instance.
 func commitMsg(it *inst) *Msg {
-	return &Msg{Type: MsgCommit, Ballot: it.Accepted, ID: it.ID, NoOp: it.NoOp, Command: it.Command, Seq: it.Seq, Deps: slices.Clone(it.Deps)}
+	return &Msg{Type: MsgCommit, Ballot: it.Accepted, ID: it.ID, NoOp: it.NoOp, Command: it.Command, Batched: it.Batched, Seq: it.Seq, Deps: slices.Clone(it.Deps)}
 }
 
 // onLearn answers a replica waiting for an instance this one holds
@@ -558,9 +595,15 @@ func (r *Replica) Tick() {
 // ReadIndex always fails with ErrReadThroughLog: see the package doc.
 func (r *Replica) ReadIndex([]byte) error { return ErrReadThroughLog }
 
-// Ready returns the work for the host. It runs the executor for at most
-// Config.ExecuteStepsMax steps; the commands it executes are in Committed.
+// Ready returns the work for the host. It starts an instance for the
+// commands proposed since the last Ready (unless Config.InflightMax
+// instances this replica leads are uncommitted; see Propose), and runs
+// the executor for at most Config.ExecuteStepsMax steps; the commands it
+// executes are in Committed.
 func (r *Replica) Ready() consensus.Ready {
+	if len(r.pending) > 0 && r.inflight < r.cfg.InflightMax {
+		r.startPending()
+	}
 	r.exec.run(r, r.cfg.ExecuteStepsMax)
 	return consensus.Ready{
 		Persist:   slices.Clone(r.persist),
@@ -601,5 +644,6 @@ func (r *Replica) Instance(id InstanceID) (Instance, bool) {
 	}
 	in := it.Instance
 	in.Deps = slices.Clone(in.Deps)
+	in.Batched = slices.Clone(in.Batched)
 	return in, true
 }

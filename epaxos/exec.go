@@ -6,19 +6,34 @@ import (
 	"github.com/synod-io/synod/consensus"
 )
 
-// executor orders committed instances for execution: it walks the
-// dependency graph with Tarjan's algorithm (iteratively, with an explicit
-// stack), executes each strongly connected component as soon as it is
-// complete (all its dependencies outside it executed), and inside a
-// component orders instances by (seq, replica, instance).
+// executor orders committed instances for execution. It walks the
+// execution graph (see below) with Tarjan's algorithm (iteratively, with
+// an explicit stack), executes each strongly connected component as soon
+// as it is complete (everything it reaches outside itself executed), and
+// inside a component orders instances by their execution key (seq,
+// replica, instance).
+//
+// The execution graph has an edge from each committed instance u to the
+// previous instance of its space (the same-space chain, see numEdges) and,
+// for each explicit dependency d of u, an edge to the highest instance
+// w = (d.Replica, m), m <= d.Instance, of d's space whose edge from u is
+// not pruned. The edge u → w is pruned when w is committed, its key is
+// above u's, and w itself depends on u (w is a later instance of u's
+// space, or it has an explicit dependency on u or a later instance of u's
+// space): w is then ordered after u anyway, and following it would only
+// lead the walk into newer instances, the livelock of "EPaxos Revisited".
+// The package doc proves that replicas still execute conflicting commands
+// in the same order.
 //
 // Roots are committed, unexecuted instances, taken in commit order. A walk
-// that reaches an instance not committed here stops: the components it
-// already executed stay executed, the rest of the walk is dropped, and its
-// root waits until that instance commits. A walk that runs out of steps
+// that needs an instance not committed here (to follow it, or to decide
+// whether an edge to it is pruned) stops: the components it already
+// executed stay executed, the rest of the walk is dropped, and its root
+// waits until that instance commits. A walk that runs out of steps
 // (Config.ExecuteStepsMax per Ready) is suspended and resumed at the next
-// Ready, never restarted: the out-edges of committed instances never
-// change, so the suspended state stays valid while new instances commit.
+// Ready, never restarted: the edges of a committed instance depend only on
+// committed attributes, which never change, so the suspended state stays
+// valid while new instances commit.
 type executor struct {
 	executed map[InstanceID]bool
 	queue    []InstanceID                // roots to try, in commit order
@@ -34,14 +49,14 @@ type executor struct {
 	counter int
 }
 
-// bugSCCUnordered is a deliberately wrong variant for showing that the
-// cluster checker catches it: components execute in the order Tarjan's
-// stack holds them instead of (seq, replica, instance). Only tests set it.
-var bugSCCUnordered bool
-
+// frame is one instance on the walk's path.
 type frame struct {
 	id   InstanceID
-	next int // next dependency to follow
+	next int // index of the next edge to follow (see numEdges)
+	// probe, when not zero, is the instance the edge being resolved may
+	// lead to: the explicit dependency itself, then, while the edge to it
+	// is pruned, each earlier instance of its space in turn.
+	probe InstanceID
 }
 
 func (e *executor) init() {
@@ -91,10 +106,12 @@ func (e *executor) push(id InstanceID) {
 	e.frames = append(e.frames, frame{id: id})
 }
 
-// run executes what it can in at most budget steps, appending executed
+// run executes what it can in at most budget steps (an instance pushed,
+// an edge considered, or one probe of a pruned edge), appending executed
 // commands to r.executed.
 func (e *executor) run(r *Replica, budget int) {
 	for budget > 0 {
+		budget--
 		if len(e.frames) == 0 {
 			// Start a walk from the next unexecuted root.
 			for len(e.queue) > 0 && e.executed[e.queue[0]] {
@@ -108,35 +125,46 @@ func (e *executor) run(r *Replica, budget int) {
 			e.queue = e.queue[1:]
 			e.reset()
 			e.push(e.root)
-			budget--
 			continue
 		}
-		budget--
 		f := &e.frames[len(e.frames)-1]
 		it := r.insts[f.id]
-		if f.next < numDeps(it) {
-			d := depAt(it, f.next)
-			f.next++
-			if e.executed[d] {
+		if f.probe.Instance == 0 && f.next < numEdges(it) {
+			if f.next < len(it.Deps) {
+				f.probe = it.Deps[f.next]
+				f.next++
 				continue
 			}
-			if _, seen := e.index[d]; !seen {
-				dep := r.insts[d]
-				if dep == nil || dep.Status != StatusCommitted {
-					// Blocked: drop the walk; its root waits for d.
-					e.waiting[d] = append(e.waiting[d], e.root)
-					e.reset()
+			f.next++
+			e.follow(r, f.id, chainPredecessor(it.ID))
+			continue
+		}
+		if f.probe.Instance != 0 {
+			d := f.probe
+			switch {
+			case d.Replica == f.id.Replica && d.Instance <= f.id.Instance:
+				// The instance itself or an earlier one of its space: the
+				// chain edge orders those.
+				f.probe = InstanceID{}
+			case e.executed[d]:
+				// Executed, and so are the earlier instances of its space.
+				f.probe = InstanceID{}
+			default:
+				w := r.insts[d]
+				if w == nil || w.Status != StatusCommitted {
+					e.block(d)
 					continue
 				}
-				e.push(d)
-				continue
-			}
-			if e.onStack[d] {
-				e.low[f.id] = min(e.low[f.id], e.index[d])
+				if r.cfg.bug != bugExecuteFullGraph && pruned(it, w) {
+					f.probe = chainPredecessor(d)
+					continue
+				}
+				f.probe = InstanceID{}
+				e.follow(r, f.id, d)
 			}
 			continue
 		}
-		// All dependencies of f.id are done.
+		// Every edge of f.id is done.
 		id := f.id
 		e.frames = e.frames[:len(e.frames)-1]
 		if e.low[id] == e.index[id] {
@@ -158,53 +186,100 @@ func (e *executor) run(r *Replica, budget int) {
 	}
 }
 
+// follow takes the edge from → to of the walk: it pushes to if the walk
+// has not reached it, updates from's low link if to is on the stack, and
+// blocks the walk if to is not committed.
+func (e *executor) follow(r *Replica, from, to InstanceID) {
+	if to.Instance == 0 || e.executed[to] {
+		return
+	}
+	if _, seen := e.index[to]; seen {
+		if e.onStack[to] {
+			e.low[from] = min(e.low[from], e.index[to])
+		}
+		return
+	}
+	if it := r.insts[to]; it == nil || it.Status != StatusCommitted {
+		e.block(to)
+		return
+	}
+	e.push(to)
+}
+
+// block drops the walk in progress: its root waits until id commits.
+func (e *executor) block(id InstanceID) {
+	e.waiting[id] = append(e.waiting[id], e.root)
+	e.reset()
+}
+
+// pruned reports whether the execution graph leaves out the edge from u to
+// w, both committed, w a dependency of u (or an earlier instance of that
+// dependency's space): w's execution key is above u's and w depends on u,
+// being a later instance of u's space or having an explicit dependency on
+// u or on a later instance of u's space. The walk then tries the previous
+// instance of w's space instead.
+func pruned(u, w *inst) bool {
+	if execKeyCompare(w, u) <= 0 {
+		return false
+	}
+	if w.ID.Replica == u.ID.Replica {
+		return w.ID.Instance > u.ID.Instance
+	}
+	return covers(w.Deps, u.ID)
+}
+
+// execKeyCompare orders instances by their execution key: seq, then
+// replica, then instance number. Keys are unique, and the same at every
+// replica once the instances are committed.
+func execKeyCompare(a, b *inst) int {
+	switch {
+	case a.Seq < b.Seq:
+		return -1
+	case a.Seq > b.Seq:
+		return 1
+	}
+	return a.ID.Compare(b.ID)
+}
+
 // execute runs one strongly connected component in (seq, replica,
-// instance) order.
+// instance) order, each instance's commands in batch order, one entry
+// each (none for a no-op).
 func (e *executor) execute(r *Replica, scc []InstanceID) {
-	if bugSCCUnordered {
-		scc = slices.Clone(scc) // Tarjan's stack order: depends on the walk
-	} else {
-		slices.SortFunc(scc, func(a, b InstanceID) int {
-			sa, sb := r.insts[a].Seq, r.insts[b].Seq
-			switch {
-			case sa < sb:
-				return -1
-			case sa > sb:
-				return 1
-			}
-			return a.Compare(b)
-		})
+	if r.cfg.bug != bugSCCUnordered { // else Tarjan's stack order: depends on the walk
+		slices.SortFunc(scc, func(a, b InstanceID) int { return execKeyCompare(r.insts[a], r.insts[b]) })
 	}
 	for _, id := range scc {
 		e.executed[id] = true
 		it := r.insts[id]
-		if it.NoOp {
-			continue
+		for _, cmd := range it.Commands() {
+			r.applied++
+			r.executed = append(r.executed, consensus.Entry{
+				Index:   r.applied,
+				Type:    consensus.EntryNormal,
+				Command: cmd,
+			})
 		}
-		r.applied++
-		r.executed = append(r.executed, consensus.Entry{
-			Index:   r.applied,
-			Type:    consensus.EntryNormal,
-			Command: it.Command,
-		})
 	}
 }
 
-// numDeps and depAt enumerate an instance's edges for execution: its deps
-// and, if it is not the first of its space, the previous instance of its
-// space. That implicit edge makes each space a chain, so a dep on the
-// latest instance of a space on a key reaches the earlier ones even when
-// one in between was recovered as a no-op (which has no deps).
-func numDeps(it *inst) int {
+// numEdges is the number of edges an instance has in the execution graph
+// before pruning: one per explicit dependency and, if it is not the first
+// of its space, one to the previous instance of its space. That implicit
+// edge makes each space a chain, so a dependency on the latest instance of
+// a space on a key reaches the earlier ones even when one in between was
+// recovered as a no-op (which has no deps). Chain edges are never pruned.
+func numEdges(it *inst) int {
 	if it.ID.Instance > 1 {
 		return len(it.Deps) + 1
 	}
 	return len(it.Deps)
 }
 
-func depAt(it *inst, k int) InstanceID {
-	if k < len(it.Deps) {
-		return it.Deps[k]
+// chainPredecessor is the previous instance of id's space (zero for the
+// first).
+func chainPredecessor(id InstanceID) InstanceID {
+	if id.Instance <= 1 {
+		return InstanceID{}
 	}
-	return InstanceID{it.ID.Replica, it.ID.Instance - 1}
+	return InstanceID{id.Replica, id.Instance - 1}
 }

@@ -108,11 +108,17 @@ func (r *Replica) nack(to consensus.NodeID, it *inst) {
 	r.send(to, &Msg{Type: MsgNack, Ballot: it.Promised, ID: it.ID})
 }
 
-// stateMsg is this replica's PrepareOK for it at ballot b: its status,
-// attributes and the ballot they were ACCEPTED under.
-func stateMsg(it *inst, b Ballot) *Msg {
-	return &Msg{Type: MsgPrepareOK, Ballot: b, ID: it.ID, Status: it.Status, Accepted: it.Accepted,
-		NoOp: it.NoOp, Command: it.Command, Seq: it.Seq, Deps: slices.Clone(it.Deps), Changed: it.Changed}
+// prepareOK is this replica's PrepareOK for it at ballot b: its status,
+// attributes and the ballot they were ACCEPTED under. priorPromise is the
+// ballot it had promised before promising b, which only the known-wrong
+// variant bugRecoveryReportsPromised reports instead.
+func (r *Replica) prepareOK(it *inst, b, priorPromise Ballot) *Msg {
+	accepted := it.Accepted
+	if r.cfg.bug == bugRecoveryReportsPromised {
+		accepted = priorPromise
+	}
+	return &Msg{Type: MsgPrepareOK, Ballot: b, ID: it.ID, Status: it.Status, Accepted: accepted,
+		NoOp: it.NoOp, Command: it.Command, Batched: it.Batched, Seq: it.Seq, Deps: slices.Clone(it.Deps), Changed: it.Changed}
 }
 
 // promise raises this replica's promise for it to b (durably).
@@ -142,8 +148,9 @@ func (r *Replica) startRecovery(id InstanceID) {
 	}
 	b := Ballot{Round: max(it.Promised.Round, it.seenRound) + 1, Node: r.id}
 	r.dropLead(it)
+	prior := it.Promised
 	r.promise(it, b)
-	it.rec = &recState{ballot: b, replies: map[consensus.NodeID]*Msg{r.id: stateMsg(it, b)}}
+	it.rec = &recState{ballot: b, replies: map[consensus.NodeID]*Msg{r.id: r.prepareOK(it, b, prior)}}
 	r.cfg.Logger.Debugf("epaxos %d: recovering %v at ballot %v", r.id, id, b)
 	r.broadcast(func() *Msg { return &Msg{Type: MsgPrepare, Ballot: b, ID: id} }, nil)
 	r.decideRecovery(it)
@@ -155,8 +162,9 @@ func (r *Replica) onPrepare(from consensus.NodeID, m *Msg) {
 		r.nack(from, it)
 		return
 	}
+	prior := it.Promised
 	r.promise(it, m.Ballot) // durable before the reply
-	r.send(from, stateMsg(it, m.Ballot))
+	r.send(from, r.prepareOK(it, m.Ballot, prior))
 }
 
 func (r *Replica) onNack(m *Msg) {
@@ -182,7 +190,7 @@ func (r *Replica) onPrepareOK(from consensus.NodeID, m *Msg) {
 		return
 	}
 	if m.NoOp {
-		m.Command = consensus.Command{}
+		m.Command, m.Batched = consensus.Command{}, nil
 	}
 	m.Deps = cleanDeps(m.ID, m.Deps)
 	it.rec.replies[from] = m
@@ -222,7 +230,7 @@ func (r *Replica) decideRecovery(it *inst) {
 		}
 	}
 	if best != nil {
-		r.recoverAccept(it, best.NoOp, best.Command, best.Seq, best.Deps)
+		r.recoverAccept(it, best.NoOp, best.commands(), best.Seq, best.Deps)
 		return
 	}
 	// 3. Could a fast path have committed some attributes? Only replicas
@@ -288,11 +296,11 @@ func (r *Replica) recoverPhase1(it *inst, from []consensus.NodeID) {
 		}
 	}
 	if any != nil {
-		r.recoverPreAccept(it, any.Command, seq, deps)
+		r.recoverPreAccept(it, any.commands(), seq, deps)
 		return
 	}
 	// 5. Nobody in a majority knows the command: it never committed.
-	r.recoverAccept(it, true, consensus.Command{}, 0, nil)
+	r.recoverAccept(it, true, nil, 0, nil)
 }
 
 // becomeRecoverer gives it leader bookkeeping at the recovery ballot.
@@ -308,18 +316,21 @@ func (r *Replica) becomeRecoverer(it *inst, seq uint64, deps []InstanceID) *lead
 func (r *Replica) recoverCommit(it *inst, m *Msg) {
 	r.cfg.Logger.Debugf("epaxos %d: %v: recovered committed %v", r.id, it.ID, m)
 	r.becomeRecoverer(it, m.Seq, m.Deps)
-	it.NoOp, it.Command = m.NoOp, m.Command
+	it.NoOp, it.Command, it.Batched = m.NoOp, m.Command, m.Batched
 	r.commit(it, m.Seq, m.Deps)
 }
 
-func (r *Replica) recoverAccept(it *inst, noop bool, cmd consensus.Command, seq uint64, deps []InstanceID) {
+// recoverAccept runs Accept at the recovery ballot for the instance's
+// commands cmds (ignored for a no-op) with attributes seq and deps.
+func (r *Replica) recoverAccept(it *inst, noop bool, cmds []consensus.Command, seq uint64, deps []InstanceID) {
 	r.cfg.Logger.Debugf("epaxos %d: %v: recovery Accept at %v noop=%t seq=%d deps=%v", r.id, it.ID, it.Promised, noop, seq, formatDeps(deps))
 	if noop {
-		cmd = consensus.Command{}
+		cmds = nil
 	}
 	in := it.Instance
 	in.Status = StatusAccepted
-	in.NoOp, in.Command, in.Seq, in.Deps = noop, cmd, seq, slices.Clone(deps)
+	in.NoOp, in.Seq, in.Deps = noop, seq, slices.Clone(deps)
+	in.Command, in.Batched = splitCommands(cmds)
 	in.Accepted = in.Promised
 	r.install(in)
 	r.save(it)
@@ -328,14 +339,18 @@ func (r *Replica) recoverAccept(it *inst, noop bool, cmd consensus.Command, seq 
 	r.decideAccept(it)
 }
 
-func (r *Replica) recoverPreAccept(it *inst, cmd consensus.Command, seq uint64, deps []InstanceID) {
+// recoverPreAccept runs PreAccept at the recovery ballot for the
+// instance's commands cmds, with seq and deps merged with this replica's
+// own conflicts.
+func (r *Replica) recoverPreAccept(it *inst, cmds []consensus.Command, seq uint64, deps []InstanceID) {
 	r.cfg.Logger.Debugf("epaxos %d: %v: recovery phase 1 at %v seq=%d deps=%v", r.id, it.ID, it.Promised, seq, formatDeps(deps))
-	s2, d2 := r.attributes(it.ID, &cmd)
+	s2, d2 := r.attributes(it.ID, conflictKeys(cmds))
 	seq = max(seq, s2)
 	deps = unionDeps(deps, d2)
 	in := it.Instance
 	in.Status = StatusPreAccepted
-	in.NoOp, in.Command, in.Seq, in.Deps = false, cmd, seq, slices.Clone(deps)
+	in.NoOp, in.Seq, in.Deps = false, seq, slices.Clone(deps)
+	in.Command, in.Batched = splitCommands(cmds)
 	in.Accepted = in.Promised
 	r.install(in)
 	r.save(it)
@@ -353,7 +368,7 @@ func (r *Replica) startTry(it *inst, a *Msg, from []consensus.NodeID) {
 	rs := it.rec
 	r.cfg.Logger.Debugf("epaxos %d: %v: try %v seq=%d deps=%s", r.id, it.ID, rs.ballot, a.Seq, formatDeps(a.Deps))
 	rs.trying = true
-	rs.attrs = &Msg{Command: a.Command, Seq: a.Seq, Deps: slices.Clone(a.Deps)}
+	rs.attrs = &Msg{Command: a.Command, Batched: slices.Clone(a.Batched), Seq: a.Seq, Deps: slices.Clone(a.Deps)}
 	rs.holders = map[consensus.NodeID]bool{}
 	initial := Ballot{Node: it.ID.Replica}
 	for _, p := range from {
@@ -376,7 +391,7 @@ func (r *Replica) startTry(it *inst, a *Msg, from []consensus.NodeID) {
 		return
 	}
 	r.broadcast(func() *Msg {
-		return &Msg{Type: MsgTryPreAccept, Ballot: rs.ballot, ID: it.ID, Command: rs.attrs.Command, Seq: rs.attrs.Seq, Deps: slices.Clone(rs.attrs.Deps)}
+		return &Msg{Type: MsgTryPreAccept, Ballot: rs.ballot, ID: it.ID, Command: rs.attrs.Command, Batched: rs.attrs.Batched, Seq: rs.attrs.Seq, Deps: slices.Clone(rs.attrs.Deps)}
 	}, rs.holders)
 }
 
@@ -385,7 +400,7 @@ func (r *Replica) decideTry(it *inst) bool {
 	if len(rs.holders) < consensus.Majority(r.n()) {
 		return false
 	}
-	r.recoverAccept(it, false, rs.attrs.Command, rs.attrs.Seq, rs.attrs.Deps)
+	r.recoverAccept(it, false, rs.attrs.commands(), rs.attrs.Seq, rs.attrs.Deps)
 	return true
 }
 
@@ -406,8 +421,9 @@ func (r *Replica) tryLocal(it *inst, b Ballot, a *Msg) (ok bool, conflict Instan
 		return true, InstanceID{}, false
 	}
 	var found *inst
+	keys := conflictKeys(a.commands())
 	for gid, g := range r.insts {
-		if gid == it.ID || g.Status == StatusNone || g.NoOp || !keysConflict(g.Command.Keys, a.Command.Keys) {
+		if gid == it.ID || g.Status == StatusNone || g.NoOp || !keysConflict(g.keys, keys) {
 			continue
 		}
 		// Instances of one space are ordered by the executor's chain, and
@@ -424,7 +440,7 @@ func (r *Replica) tryLocal(it *inst, b Ballot, a *Msg) (ok bool, conflict Instan
 	if found != nil {
 		return false, found.ID, found.Status == StatusCommitted
 	}
-	r.install(Instance{ID: it.ID, Status: StatusPreAccepted, Promised: b, Accepted: b, Command: a.Command, Seq: a.Seq, Deps: slices.Clone(a.Deps)})
+	r.install(Instance{ID: it.ID, Status: StatusPreAccepted, Promised: b, Accepted: b, Command: a.Command, Batched: a.Batched, Seq: a.Seq, Deps: slices.Clone(a.Deps)})
 	r.save(it)
 	return true, InstanceID{}, false
 }
@@ -440,7 +456,6 @@ func (r *Replica) onTryPreAccept(from consensus.NodeID, m *Msg) {
 		return
 	}
 	m.Deps = cleanDeps(m.ID, m.Deps)
-	m.Command.Keys = slices.Compact(slices.Sorted(slices.Values(m.Command.Keys)))
 	r.promise(it, m.Ballot)
 	ok, conflict, committed := r.tryLocal(it, m.Ballot, m)
 	reply := &Msg{Type: MsgTryPreAcceptOK, Ballot: m.Ballot, ID: m.ID, Changed: !ok}
@@ -493,7 +508,7 @@ func (r *Replica) onTryPreAcceptOK(from consensus.NodeID, m *Msg) {
 
 // covers reports whether deps reach target directly: they hold it or a
 // later instance of its space, which reaches it through the executor's
-// same-space chain (see numDeps).
+// same-space chain (see numEdges).
 func covers(deps []InstanceID, target InstanceID) bool {
 	for _, d := range deps {
 		if d.Replica == target.Replica && d.Instance >= target.Instance {

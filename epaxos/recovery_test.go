@@ -14,10 +14,15 @@ import (
 // recoveryCluster is a cluster with a short recovery timeout and seeded
 // jitter.
 func recoveryCluster(t *testing.T, n int, seed uint64) *cluster {
-	return newCluster(t, n, seed, func(cfg *Config) {
+	return newCluster(t, n, seed, recoveryConfig(seed))
+}
+
+// recoveryConfig sets a short recovery timeout and seeded jitter.
+func recoveryConfig(seed uint64) func(*Config) {
+	return func(cfg *Config) {
 		cfg.RecoveryTimeoutTicks = 12
 		cfg.Rand = rand.New(rand.NewPCG(seed, uint64(cfg.ID)))
-	})
+	}
 }
 
 // deliverWhere delivers, in queue order and without loss, the queued
@@ -82,7 +87,7 @@ func (c *cluster) settle() {
 					}
 				}
 			}
-			c.t.Fatal("cluster did not settle")
+			c.fatalf("cluster did not settle")
 		}
 		for _, nd := range c.nodes {
 			if !nd.down {
@@ -129,6 +134,9 @@ func (c *cluster) checkAgree(wantAll bool) {
 		}
 		if a, b, bad := unordered(nd.r); bad {
 			c.fatalf("node %d: conflicting %v and %v committed with no path between them; space: %s", nd.id, nd.r.insts[a].Instance, nd.r.insts[b].Instance, dumpSpace(nd.r, 2))
+		}
+		if a, b, bad := withoutDirectEdge(nd.r); bad {
+			c.fatalf("node %d: conflicting %v and %v committed without a direct edge (neither depends on the other or on a later instance of its space); the executor's pruning relies on one", nd.id, nd.r.insts[a].Instance, nd.r.insts[b].Instance)
 		}
 		if len(nd.executed) != len(ref.executed) {
 			c.fatalf("node %d executed %d commands, node %d %d", nd.id, len(nd.executed), ref.id, len(ref.executed))
@@ -453,8 +461,34 @@ func randomCrashRun(t *testing.T, n int, seed uint64, adjust func(*cluster)) {
 	c.checkAgree(false)
 }
 
+// withoutDirectEdge finds two committed conflicting commands of which
+// neither depends on the other or on a later instance of the other's
+// space: a violation of the invariant (I) of the package doc.
+func withoutDirectEdge(r *Replica) (InstanceID, InstanceID, bool) {
+	var ids []InstanceID
+	for id, it := range r.insts {
+		if it.Status == StatusCommitted && !it.NoOp {
+			ids = append(ids, id)
+		}
+	}
+	slices.SortFunc(ids, InstanceID.Compare)
+	for i, a := range ids {
+		for _, b := range ids[i+1:] {
+			ia, ib := r.insts[a], r.insts[b]
+			if a.Replica == b.Replica || !keysConflict(ia.keys, ib.keys) {
+				continue
+			}
+			if !covers(ia.Deps, b) && !covers(ib.Deps, a) {
+				return a, b, true
+			}
+		}
+	}
+	return InstanceID{}, InstanceID{}, false
+}
+
 // unordered finds two committed conflicting commands with no dependency
-// path between them.
+// path between them (following explicit deps and the same-space chain,
+// before the executor prunes any edge).
 func unordered(r *Replica) (InstanceID, InstanceID, bool) {
 	reach := func(from, to InstanceID) bool {
 		seen := map[InstanceID]bool{from: true}
@@ -466,8 +500,7 @@ func unordered(r *Replica) (InstanceID, InstanceID, bool) {
 				return true
 			}
 			it := r.insts[x]
-			for k := range numDeps(it) {
-				d := depAt(it, k)
+			for _, d := range append(slices.Clone(it.Deps), chainPredecessor(it.ID)) {
 				if !seen[d] && r.insts[d] != nil {
 					seen[d] = true
 					stack = append(stack, d)

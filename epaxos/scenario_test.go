@@ -200,9 +200,13 @@ func TestScenarioInterleavedRecoveries(t *testing.T) {
 			c.crash(c.nodes[0])
 			// Conflicts known to one side only.
 			c.propose(c.nodes[3], put("k", "four"))
-			c.deliverWhere(func(m consensus.Message, p *Msg) bool { return p.Type == MsgPreAccept && p.ID.Replica == 4 && m.To == 5 })
+			c.deliverWhere(func(m consensus.Message, p *Msg) bool {
+				return p.Type == MsgPreAccept && p.ID.Replica == 4 && m.To == 5
+			})
 			c.propose(c.nodes[1], put("k", "two"))
-			c.deliverWhere(func(m consensus.Message, p *Msg) bool { return p.Type == MsgPreAccept && p.ID.Replica == 2 && m.To == 3 })
+			c.deliverWhere(func(m consensus.Message, p *Msg) bool {
+				return p.Type == MsgPreAccept && p.ID.Replica == 2 && m.To == 3
+			})
 			// Recoverer 2 goes first; its messages interleave with those
 			// of recoverer 5, started a little later.
 			c.nodes[1].r.startRecovery(id)

@@ -137,9 +137,18 @@ type Instance struct {
 	Promised Ballot
 	Accepted Ballot
 	// NoOp marks an instance decided to do nothing (only recovery creates
-	// them); Command is then empty.
-	NoOp    bool
+	// them); Command and Batched are then empty.
+	NoOp bool
+	// Command is the instance's first command and Batched the commands
+	// packed into the instance after it (batching, see Propose), in the
+	// order they were proposed; they execute in that order, one
+	// Ready.Committed entry each, every one with its own Session, Keys and
+	// Data. The instance conflicts as one command whose keys are the union
+	// of theirs. An instance of one command, the common case, has no
+	// Batched; the split keeps it stored and encoded as a single command.
+	// Invariant: len(Batched) < BatchCommandsMaxLimit.
 	Command consensus.Command
+	Batched []consensus.Command
 	Seq     uint64
 	Deps    []InstanceID
 	// Changed is set by an acceptor whose pre-accepted attributes differ
@@ -154,10 +163,57 @@ type Instance struct {
 // RecordType implements consensus.Record.
 func (Instance) RecordType() string { return "epaxos.Instance" }
 
+// Commands returns the instance's commands in execution order: Command,
+// then Batched. It returns none for a no-op or a bare promise.
+func (in *Instance) Commands() []consensus.Command {
+	return commandsOf(in.Status != StatusNone && !in.NoOp, &in.Command, in.Batched)
+}
+
 // String formats the record for traces.
 func (in Instance) String() string {
-	return fmt.Sprintf("Instance %v %v promised=%v accepted=%v noop=%t seq=%d deps=%s changed=%t keys=%q",
-		in.ID, in.Status, in.Promised, in.Accepted, in.NoOp, in.Seq, formatDeps(in.Deps), in.Changed, in.Command.Keys)
+	return fmt.Sprintf("Instance %v %v promised=%v accepted=%v noop=%t seq=%d deps=%s changed=%t commands=%d keys=%q",
+		in.ID, in.Status, in.Promised, in.Accepted, in.NoOp, in.Seq, formatDeps(in.Deps), in.Changed, 1+len(in.Batched), conflictKeys(in.Commands()))
+}
+
+// commandsOf is the command list of an instance or message whose first
+// command is first and whose others are batched; none unless hasCommands.
+func commandsOf(hasCommands bool, first *consensus.Command, batched []consensus.Command) []consensus.Command {
+	if !hasCommands {
+		return nil
+	}
+	out := make([]consensus.Command, 0, 1+len(batched))
+	out = append(out, *first)
+	return append(out, batched...)
+}
+
+// splitCommands is the inverse of commandsOf: the first command and the
+// others (nil if there are none).
+func splitCommands(cmds []consensus.Command) (first consensus.Command, batched []consensus.Command) {
+	if len(cmds) == 0 {
+		return consensus.Command{}, nil
+	}
+	if len(cmds) > 1 {
+		batched = slices.Clone(cmds[1:])
+	}
+	return cmds[0], batched
+}
+
+// conflictKeys is the union of the commands' keys, sorted and without
+// duplicates: the keys an instance holding them conflicts on.
+func conflictKeys(cmds []consensus.Command) []string {
+	var keys []string
+	for _, c := range cmds {
+		keys = append(keys, c.Keys...)
+	}
+	if len(keys) == 0 {
+		return nil
+	}
+	slices.Sort(keys)
+	return slices.Compact(keys)
+}
+
+func isZeroCommand(c *consensus.Command) bool {
+	return c.Keys == nil && c.Data == nil && c.Session == consensus.Session{}
 }
 
 func (in *Instance) validate() error {
@@ -167,12 +223,14 @@ func (in *Instance) validate() error {
 	case in.Status > statusLast:
 		return fmt.Errorf("instance record %v with status %v", in.ID, in.Status)
 	case in.Status == StatusNone && (in.Promised.IsZero() || !in.Accepted.IsZero() || in.NoOp || in.Seq != 0 || len(in.Deps) != 0 ||
-		in.Command.Keys != nil || in.Command.Data != nil || in.Command.Session != consensus.Session{}):
+		!isZeroCommand(&in.Command) || in.Batched != nil):
 		return fmt.Errorf("instance record %v with status none is not a bare promise", in.ID)
 	case in.Promised.Less(in.Accepted):
 		return fmt.Errorf("instance record %v accepted at %v above its promise %v", in.ID, in.Accepted, in.Promised)
-	case in.NoOp && (in.Command.Keys != nil || in.Command.Data != nil || in.Command.Session != consensus.Session{}):
+	case in.NoOp && (!isZeroCommand(&in.Command) || in.Batched != nil):
 		return fmt.Errorf("no-op instance record %v carries a command", in.ID)
+	case len(in.Batched) >= BatchCommandsMaxLimit:
+		return fmt.Errorf("instance record %v batches %d commands; at most %d", in.ID, 1+len(in.Batched), BatchCommandsMaxLimit)
 	}
 	for i, d := range in.Deps {
 		if d.Replica == consensus.None || d.Instance == 0 || d == in.ID {
@@ -260,11 +318,13 @@ func (t MsgType) String() string {
 // Msg is the payload of every EPaxos message. Fields a type does not use
 // are zero.
 type Msg struct {
-	Type    MsgType
-	Ballot  Ballot
-	ID      InstanceID
-	NoOp    bool
+	Type   MsgType
+	Ballot Ballot
+	ID     InstanceID
+	NoOp   bool
+	// Command and Batched are the instance's commands, as in Instance.
 	Command consensus.Command
+	Batched []consensus.Command
 	Seq     uint64
 	Deps    []InstanceID
 	// Changed (MsgPreAcceptOK): the replier's attributes differ from the
@@ -279,6 +339,19 @@ type Msg struct {
 
 // MessageType implements consensus.Payload.
 func (m *Msg) MessageType() string { return "epaxos." + m.Type.String() }
+
+// commands returns the instance's commands the message carries, in order
+// (none for a no-op). Only types that carry commands (PreAccept, Accept,
+// Commit, TryPreAccept, and PrepareOK from a replica that knows them)
+// have any.
+func (m *Msg) commands() []consensus.Command {
+	return commandsOf(!m.NoOp, &m.Command, m.Batched)
+}
+
+// setCommands makes the message carry cmds.
+func (m *Msg) setCommands(cmds []consensus.Command) {
+	m.Command, m.Batched = splitCommands(cmds)
+}
 
 // String formats the message for traces.
 func (m *Msg) String() string {

@@ -215,10 +215,11 @@ type epaxosConfig struct{ epaxos.Config }
 // election timeout (each wait drawn between one and two of them with the
 // node's randomness) and recovers it, as Raft and Multi-Paxos suspect a
 // silent leader. EPaxos has no snapshots: the snapshot settings do not
-// apply, and messages carry one command each (within PayloadBytesMax for
-// any request the server accepts by default).
+// apply. An instance batches commands up to half a message payload, so
+// that a batch and its attributes fit in one message.
 func newEPaxosConfig(s *replicaSettings) protocolConfig {
 	c := epaxos.DefaultConfig(s.ID, slices.Clone(s.Peers))
+	c.BatchBytesMax = min(c.BatchBytesMax, s.PayloadBytesMax/2)
 	c.RetryTicks = 2 * s.HeartbeatTicks
 	c.RecoveryTimeoutTicks = s.ElectionTicks
 	c.Rand = s.Rand

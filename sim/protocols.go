@@ -113,10 +113,14 @@ func epaxosCommits(rd *consensus.Ready, committed func(consensus.Session)) {
 		default:
 			continue
 		}
-		if in.Status != epaxos.StatusCommitted || in.NoOp || in.Command.Session.ClientID == 0 {
+		if in.Status != epaxos.StatusCommitted || in.NoOp {
 			continue
 		}
-		committed(in.Command.Session)
+		for _, cmd := range in.Commands() {
+			if cmd.Session.ClientID != 0 {
+				committed(cmd.Session)
+			}
+		}
 	}
 }
 

@@ -57,7 +57,7 @@ type protoNode struct {
 	// proposed and done count the commands proposed here and executed
 	// here of those.
 	proposed, done int
-	executed int
+	executed       int
 	// hot hashes the sessions of the hot-key commands in execution order:
 	// every replica must execute them in the same order.
 	hot    uint64

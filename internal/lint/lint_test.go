@@ -17,7 +17,9 @@ const module = "github.com/synod-io/synod"
 
 // purePackages are protocol cores and their shared vocabulary: deterministic
 // state machines with no clock, randomness, I/O or goroutines of their own.
-var purePackages = []string{"consensus", "raft", "kv", "paxos", "epaxos", "gossip"}
+// goFiles does not descend into subdirectories, so a pure subpackage is
+// listed on its own.
+var purePackages = []string{"consensus", "raft", "kv", "paxos", "epaxos", "gossip", "gossip/store"}
 
 // pureStdlib is everything a pure package may import from the standard
 // library.

@@ -42,6 +42,10 @@ ci:
 
 # synod against etcd end to end: 3-member clusters of real processes on loopback,
 # both driven by etcd's benchmark tool (builds etcd and the tool into ~/.cache/synod-bench).
+# ETCDBENCH_FLAGS passes flags to it; the protocol comparison at 0%, 2% and 100%
+# conflicting puts (bench/etcd/README.md):
+#   make bench-etcd ETCDBENCH_FLAGS='-synod-protocol raft,multipaxos,epaxos -conflicts 0,2,100 -workloads put,range -rounds 7 -put-total 30000 -range-total 30000'
+ETCDBENCH_FLAGS ?=
 bench-etcd:
-	cd bench && $(GO) run ./cmd/etcdbench
+	cd bench && $(GO) run ./cmd/etcdbench $(ETCDBENCH_FLAGS)
 .PHONY: bench-etcd

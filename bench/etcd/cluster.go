@@ -61,16 +61,31 @@ func (m *Member) Pid() int {
 
 // Cluster is three (or n) members of one system on loopback.
 type Cluster struct {
-	System  System
-	Dir     string
-	Members []*Member
+	System System
+	// Protocol is synod's replication protocol (synod serve --protocol;
+	// empty for etcd, or for synod's default).
+	Protocol string
+	Dir      string
+	Members  []*Member
+}
+
+// Leaderless reports whether the cluster runs a protocol without a leader
+// (synod with EPaxos), whose every member orders its own clients'
+// commands.
+func (c *Cluster) Leaderless() bool {
+	return c.System == Synod && node.Leaderless(c.Protocol)
 }
 
 // StartCluster starts n members of sys, running binary, with data and logs
-// under dir, and waits until they have a leader. Both systems sync their
-// logs to disk (etcd's default; synod always does). On error every started
-// process is killed.
-func StartCluster(sys System, binary, dir string, n int) (*Cluster, error) {
+// under dir, and waits until they have a leader (or, if leaderless, until
+// every member answers). Both systems sync their logs to disk (etcd's
+// default; synod always does). protocol is synod's replication protocol
+// (passed as --protocol; "" leaves synod's default, or SYNOD_PROTOCOL) and
+// must be "" for etcd. On error every started process is killed.
+func StartCluster(sys System, protocol, binary, dir string, n int) (*Cluster, error) {
+	if sys != Synod && protocol != "" {
+		return nil, fmt.Errorf("%s has no protocol choice (got %q)", sys, protocol)
+	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
@@ -78,7 +93,7 @@ func StartCluster(sys System, binary, dir string, n int) (*Cluster, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Cluster{System: sys, Dir: dir}
+	c := &Cluster{System: sys, Protocol: protocol, Dir: dir}
 	token := fmt.Sprintf("bench-%s-%d-%d", sys, os.Getpid(), time.Now().UnixNano())
 	var peers, clients []string
 	for i := range n {
@@ -120,6 +135,9 @@ func StartCluster(sys System, binary, dir string, n int) (*Cluster, error) {
 				"--initial-cluster-clients", strings.Join(clients, ","),
 				"--initial-cluster-token", token,
 				"--log-level", "warn",
+			}
+			if protocol != "" {
+				args = append(args, "--protocol", protocol)
 			}
 		default:
 			return nil, fmt.Errorf("unknown system %q", sys)

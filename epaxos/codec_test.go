@@ -25,7 +25,21 @@ func recordSamples() []consensus.Record {
 			},
 			Seq: 2, Deps: []InstanceID{{2, 5}}},
 		Instance{ID: InstanceID{4, 2}, Status: StatusNone, Promised: Ballot{3, 4}},
+		checkpointSample(),
 	}
+}
+
+// checkpointSample is a Checkpoint over a snapshot of 9 commands in 11
+// instances, holding two instances above it.
+func checkpointSample() Checkpoint {
+	st := &snapState{index: 9, executed: frontier{1: 4, 2: 7}, anyKey: newKeyIndex(false), floor: newKeyIndex(false),
+		keys: map[string]*keyIndex{"k": {last: map[consensus.NodeID]uint64{1: 4, 2: 6}, maxSeq: 8}}}
+	st.anyKey.merge(st.keys["k"])
+	return Checkpoint{Snapshot: consensus.SnapshotMeta{Index: 9, Term: 11, Protocol: st.encode()}, Next: 6,
+		Instances: []Instance{
+			{ID: InstanceID{1, 5}, Status: StatusCommitted, Promised: Ballot{0, 1}, Accepted: Ballot{0, 1}, Command: put("k", "v"), Seq: 9, Deps: []InstanceID{{1, 4}, {2, 6}}},
+			{ID: InstanceID{3, 1}, Status: StatusNone, Promised: Ballot{2, 2}},
+		}}
 }
 
 func messageSamples() []consensus.Payload {
@@ -41,6 +55,12 @@ func messageSamples() []consensus.Payload {
 			Seq:     6, Deps: []InstanceID{{1, 3}}},
 		&Msg{Type: MsgPrepareOK, Ballot: Ballot{5, 3}, ID: InstanceID{2, 4}, Status: StatusAccepted, Accepted: Ballot{4, 1},
 			Command: put("k", "one"), Batched: []consensus.Command{put("j", "two")}, Seq: 7, Changed: true},
+		&Msg{Type: MsgCompacted, ID: InstanceID{2, 4}},
+		&Msg{Type: MsgSnapRequest, ID: InstanceID{2, 4}, Deps: []InstanceID{{1, 3}, {2, 1}}},
+		&Msg{Type: MsgSnapRequest, Snapshot: consensus.SnapshotMeta{Index: 9, Term: 11}, Offset: 4096},
+		&Msg{Type: MsgSnap, Snapshot: consensus.SnapshotMeta{Index: 9, Term: 11, Protocol: checkpointSample().Snapshot.Protocol}, Data: []byte("chunk"), Last: false},
+		&Msg{Type: MsgSnap, Snapshot: consensus.SnapshotMeta{Index: 9, Term: 11}, Offset: 5, Data: []byte("end"), Last: true},
+		&Msg{Type: MsgSnap},
 	}
 }
 
@@ -54,8 +74,14 @@ func TestRecordCodecRoundTrip(t *testing.T) {
 		if err != nil || !reflect.DeepEqual(got, r) {
 			t.Fatalf("round trip of %v: %v, %v", r, got, err)
 		}
-		p := r.(Instance)
-		if buf2, err := Codec.AppendRecord(nil, &p); err != nil || string(buf2) != string(buf) {
+		var ptr consensus.Record
+		switch v := r.(type) {
+		case Instance:
+			ptr = &v
+		case Checkpoint:
+			ptr = &v
+		}
+		if buf2, err := Codec.AppendRecord(nil, ptr); err != nil || string(buf2) != string(buf) {
 			t.Fatalf("pointer encoding differs: %v", err)
 		}
 		for i := range buf {
@@ -74,6 +100,16 @@ func TestRecordCodecRoundTrip(t *testing.T) {
 		Instance{ID: InstanceID{1, 1}, Promised: Ballot{1, 2}, Batched: []consensus.Command{{}}},
 		Instance{ID: InstanceID{1, 1}, Status: StatusAccepted, Batched: make([]consensus.Command, BatchCommandsMaxLimit)},
 	}
+	cp := checkpointSample()
+	covered := cp
+	covered.Instances = []Instance{{ID: InstanceID{2, 7}, Status: StatusNone, Promised: Ballot{1, 1}}}
+	unsorted := cp
+	unsorted.Instances = []Instance{cp.Instances[1], cp.Instances[0]}
+	mismatched := cp
+	mismatched.Snapshot.Term = 10
+	noState := cp
+	noState.Snapshot.Protocol = nil
+	bad = append(bad, covered, unsorted, mismatched, noState)
 	for _, r := range bad {
 		if _, err := Codec.AppendRecord(nil, r); err == nil {
 			t.Errorf("encoded invalid record %v", r)
@@ -108,6 +144,12 @@ func TestMessageCodecRoundTrip(t *testing.T) {
 	}
 	if _, err := MessageCodec.AppendMessage(nil, &Msg{}); err == nil {
 		t.Fatal("encoded a message of type 0")
+	}
+	if _, err := MessageCodec.AppendMessage(nil, &Msg{Type: MsgCommit, ID: InstanceID{1, 1}, Offset: 3}); err == nil {
+		t.Fatal("encoded snapshot fields in a Commit")
+	}
+	if _, err := MessageCodec.AppendMessage(nil, &Msg{Type: MsgSnap, Offset: -1}); err == nil {
+		t.Fatal("encoded a negative snapshot offset")
 	}
 }
 

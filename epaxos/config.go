@@ -30,6 +30,23 @@ const (
 	BatchCommandsMaxLimit = 1 << 16
 	// BatchBytesMaxLimit bounds Config.BatchBytesMax.
 	BatchBytesMaxLimit = consensus.EncodedBytesMax
+	// SnapshotEntriesMaxLimit bounds Config.SnapshotEntries.
+	SnapshotEntriesMaxLimit = 1 << 30
+	// SnapshotChunkBytesMax bounds Config.SnapshotChunkBytes.
+	SnapshotChunkBytesMax = 16 << 20
+	// SnapshotStateBytesMax bounds a snapshot's protocol state
+	// (consensus.SnapshotMeta.Protocol, see DescribeSnapshot), so that it
+	// fits the snapshot file's metadata section (storage/snap's
+	// ProtocolBytesMax, a little under 1 MiB) and one message. A larger
+	// conflict index is folded into a floor (see the package doc).
+	SnapshotStateBytesMax = 960 << 10
+	// SnapshotRetriesMax bounds how many times in a row a replica asks
+	// again for a snapshot chunk that does not come before it abandons
+	// the transfer (and starts over later).
+	SnapshotRetriesMax = 8
+	// CheckpointInstancesMax bounds the instances one Checkpoint record
+	// may hold when decoded.
+	CheckpointInstancesMax = 1 << 24
 )
 
 // Defaults of Config.
@@ -38,6 +55,10 @@ const (
 	DefaultExecuteStepsMax = 4096
 	// DefaultBatchCommandsMax is the default Config.BatchCommandsMax.
 	DefaultBatchCommandsMax = 128
+	// DefaultSnapshotEntries is the default Config.SnapshotEntries.
+	DefaultSnapshotEntries = 10000
+	// DefaultSnapshotChunkBytes is the default Config.SnapshotChunkBytes.
+	DefaultSnapshotChunkBytes = 256 << 10
 	// DefaultBatchBytesMax is the default Config.BatchBytesMax: with the
 	// largest request the server accepts by default (1.5 MiB, which would
 	// travel alone), an instance's messages stay far below the transport's
@@ -133,6 +154,22 @@ type Config struct {
 	// so competing recoverers do not duel forever. It should be several
 	// RetryTicks.
 	RecoveryTimeoutTicks int
+	// Snapshots is the host's snapshot store. Nil disables snapshots:
+	// executed instances stay in memory and in the log for good,
+	// Ready.SnapshotWanted is never set and Compact fails. With it, the
+	// replica asks for a snapshot every SnapshotEntries executed
+	// commands, compacts behind the snapshots the host saves, restarts
+	// from the newest one, and installs a peer's snapshot when it needs
+	// instances that every peer it asked compacted (see the package doc).
+	Snapshots consensus.SnapshotStore
+	// SnapshotEntries is the threshold for Ready.SnapshotWanted: it is set
+	// once this many commands were executed since the last snapshot (and
+	// again after as many more). Used only with Snapshots.
+	SnapshotEntries int
+	// SnapshotChunkBytes bounds the snapshot data in one MsgSnap; the
+	// first chunk carries the snapshot's protocol state too (at most
+	// SnapshotStateBytesMax).
+	SnapshotChunkBytes int
 	// Rand draws the recovery jitter; nil uses a fixed per-replica offset.
 	Rand consensus.Rand
 	// Logger receives log lines; nil discards them.
@@ -156,6 +193,9 @@ func DefaultConfig(id consensus.NodeID, peers []consensus.NodeID) Config {
 		InflightMax:      1024,
 		BatchCommandsMax: DefaultBatchCommandsMax,
 		BatchBytesMax:    DefaultBatchBytesMax,
+		// Snapshots stay off until the host sets Snapshots.
+		SnapshotEntries:    DefaultSnapshotEntries,
+		SnapshotChunkBytes: DefaultSnapshotChunkBytes,
 		// A healthy leader commits within a few RetryTicks.
 		RecoveryTimeoutTicks: 25 * 4,
 	}
@@ -196,6 +236,14 @@ func (c Config) Validate() error {
 	}
 	if c.BatchBytesMax < 1 || c.BatchBytesMax > BatchBytesMaxLimit {
 		return fmt.Errorf("epaxos: BatchBytesMax %d outside 1..%d", c.BatchBytesMax, BatchBytesMaxLimit)
+	}
+	if c.Snapshots != nil {
+		if c.SnapshotEntries < 1 || c.SnapshotEntries > SnapshotEntriesMaxLimit {
+			return fmt.Errorf("epaxos: SnapshotEntries %d outside 1..%d", c.SnapshotEntries, SnapshotEntriesMaxLimit)
+		}
+		if c.SnapshotChunkBytes < 1 || c.SnapshotChunkBytes > SnapshotChunkBytesMax {
+			return fmt.Errorf("epaxos: SnapshotChunkBytes %d outside 1..%d", c.SnapshotChunkBytes, SnapshotChunkBytesMax)
+		}
 	}
 	if c.bug > bugLast {
 		return fmt.Errorf("epaxos: unknown protocol variant %d", c.bug)

@@ -4,7 +4,8 @@
 // protocol in which every replica leads the commands proposed to it, and
 // commands order only against commands they conflict with. It is a pure,
 // deterministic state machine on the consensus contract, like the other
-// cores. This slice: the commit protocol, the executor, and recovery.
+// cores: the commit protocol, the executor, recovery, and snapshots with
+// compaction of executed instances.
 //
 // # Instances and conflicts
 //
@@ -178,9 +179,12 @@
 // counting only commands, not no-ops); it is NOT the same across replicas,
 // which execute non-conflicting commands in different orders. Entry.Term
 // is 0. Status().Applied is the counter, Status().Commit the number of
-// instances known committed here. A replica rebuilt by New executes every
-// committed instance again from counter 1: the host rebuilds its state
-// machine from scratch (there are no snapshots yet).
+// instances known committed here. A replica rebuilt by New executes the
+// committed instances its newest snapshot does not hold again, from the
+// counter after it (from counter 1 without one), perhaps in another order
+// for commands that do not conflict: the host restores its state machine
+// from that snapshot (or empties it) first, and must not skip re-executed
+// entries by their index.
 //
 // # Reads
 //
@@ -192,15 +196,134 @@
 //
 // # Durability
 //
-// The only record is Instance: the whole state of one instance (status,
+// Two records: Instance, the whole state of one instance (status,
 // promised and accepted ballots, its batch of commands, seq, deps),
 // emitted whenever it changes and durable before any message that reveals
-// it (Ready.Persist). New replays records (the last per instance wins) and
-// rebuilds the conflict index, the instance counter and the executor's
-// input. Codec and MessageCodec encode records and messages (format
-// version 2, which added the batch; version 1 was never released and is
-// refused). Commands still waiting for a Ready are not durable: a crash
-// loses them, as it loses a Ready not yet handled, and clients retry.
+// it (Ready.Persist); and Checkpoint (see Snapshots), which supersedes
+// every record before it. New replays records from the newest checkpoint
+// (the last record per instance wins) and rebuilds the conflict index,
+// the instance counter and the executor's input. Codec and MessageCodec
+// encode records and messages (format version 2, which added the batch;
+// version 1 was never released and is refused; the Checkpoint record and
+// the snapshot messages were added to version 2 without changing the
+// encoding of anything else). Commands still waiting for a Ready are not
+// durable: a crash loses them, as it loses a Ready not yet handled, and
+// clients retry.
+//
+// # Snapshots and compaction
+//
+// Snapshots are on when Config.Snapshots (the host's
+// consensus.SnapshotStore) is set; with it nil nothing below happens and
+// executed instances stay in memory and in the log for good.
+//
+// The executed frontier. Because of the same-space chain, a component
+// runs whole, with every unexecuted earlier instance of the spaces it
+// touches, so between Readys the instances executed here are a prefix of
+// each space: the frontier E, E[R] the highest instance of R's space
+// executed (no-ops included). The execution counter counts the commands
+// in that set, so two replicas with the same E have the same counter, and
+// one whose E dominates another's (componentwise) has a counter at least
+// as high. An instance covered by E is executed, whether or not it is
+// still held in memory.
+//
+// Taking one. Once Config.SnapshotEntries commands were executed since
+// the last snapshot, one Ready sets SnapshotWanted (again only after as
+// many more, or after Compact). The host, right after Advance, calls
+// DescribeSnapshot with its applied index (the counter; the replica is a
+// consensus.SnapshotDescriber), saves its state machine with the returned
+// metadata, and calls Compact with it. The metadata's Term is the number
+// of instances executed (the sum of E), so that two snapshots at one
+// index whose executed sets differ (by no-ops only) have different
+// names; its Protocol is the snapshot's state: E and the conflict index
+// of the executed instances (Replica.done, built from committed
+// attributes as the executor runs them). That index must survive
+// compaction: a new command on key k must still depend on the latest
+// instance on k even once it is executed and compacted, or a replica that
+// has not executed that instance yet could order the two differently.
+// The state is a function of E alone (committed attributes are the same
+// everywhere), so two snapshots with the same Protocol hold the same
+// commands, and a simulator can compare them.
+//
+// Compact drops from memory the executed instances the PREVIOUS snapshot
+// covers: the ones executed since stay until the next Compact, so that a
+// peer that missed their Commit can still learn it (Learn) and their
+// leader keeps resending it, without needing a whole snapshot (Raft
+// keeps Config.CompactionRetainEntries for the same reason). The next
+// Ready ends Persist with a Checkpoint: the snapshot's metadata with its
+// state, the next instance number of this replica's space, and every
+// instance held that the snapshot does not cover (uncommitted, committed
+// and not executed, executed after the snapshot, and bare promises: the
+// ballots that must not be forgotten). Once it is durable the host may
+// release every older record, so the log holds one checkpoint and what
+// came after it, and memory holds the instances executed since the
+// snapshot before last plus the unexecuted ones. New replays from the
+// newest checkpoint: E, the counter and the executed conflict index come
+// from the snapshot state it carries (the replica needs nothing from the
+// snapshot file itself; the host restores its state machine from it),
+// then its instances and the records after it (a record of an instance
+// the snapshot covers, a promise a retained instance answered, is
+// skipped). New fails if Config.Snapshots does not hold that snapshot.
+//
+// Compacted instances. A message about an instance this replica executed
+// and no longer holds is answered from E: a Commit is acknowledged;
+// PreAccept, Accept, Prepare, TryPreAccept and Learn get MsgCompacted
+// (never a PrepareOK with status none, which would let a recoverer make
+// a committed instance a no-op); replies are ignored. The executor treats
+// every instance covered by E as executed. TryPreAccept checks conflicts
+// with compacted instances through the executed conflict index: for each
+// other space, the latest executed instance conflicting with the tried
+// command; if the tried deps do not reach it, it is a committed conflict
+// with no edge (it cannot depend on the tried instance, which is not
+// committed here: an executed instance that depends on it made the
+// executor commit it here, as an edge to follow or to prune).
+//
+// Installing one. A replica told MsgCompacted about an instance it does
+// not hold committed stops driving or recovering it (it is decided) and
+// needs a snapshot, unless the commit reaches it otherwise meanwhile. It
+// asks the peer that said so (MsgSnapRequest with the instance and its
+// frontier). The peer serves its newest snapshot only if that covers the
+// instance and dominates the requester's frontier (installing it must
+// lose nothing executed there); otherwise it answers that it has none
+// and, if its own E would do, asks its host for a fresh snapshot
+// (SnapshotWanted). The transfer is pulled one chunk at a time, each at
+// most Config.SnapshotChunkBytes of data (the first one carries the
+// state, at most SnapshotStateBytesMax), through the stores' ReadChunk
+// and ReceiveChunk; a snapshot never travels or sits in memory whole. A
+// chunk that does not come is asked for again every 2*RetryTicks, up to
+// SnapshotRetriesMax times; then, or when the peer has none that would
+// do, the transfer is abandoned and asked for again after
+// RecoveryTimeoutTicks (of whichever peer last said it compacted the
+// instance). From the first chunk accepted until the transfer ends, the
+// executor pauses, so that the snapshot still dominates E when the last
+// chunk arrives. Installing drops every instance the snapshot covers,
+// committed or not (the peer executed them), with whatever this replica
+// drove for them; E, the counter and the executed conflict index come
+// from the snapshot (merged into the conflict index); the next instance
+// number of this replica's space stays above E; instances above E are
+// kept, and the executor starts over from the committed ones. The next
+// Ready carries Restore (the host replaces its state machine before
+// applying Committed, whose entries follow the snapshot's index) and a
+// Checkpoint.
+//
+// The floor. A snapshot's state is bounded by SnapshotStateBytesMax (the
+// snapshot file's metadata section and one message must hold it). A
+// larger executed conflict index is folded: the keys with the lowest
+// seqs are merged into one key index, the floor, until it fits. A replica
+// that restarts from or installs such a snapshot keeps the floor, and a
+// command on a key with no exact index (one the snapshot folded, or one
+// first indexed since) depends on the floor too: at most one instance per
+// space, a later instance than every folded one of that space, so it is
+// ordered after them through the chain. That orders more than needed,
+// never less. A TryPreAccept that only the floor could refuse is refused
+// as a conflict that is not committed (the floor does not say whether a
+// real conflict exists): that recovery attempt waits (liveness only).
+// Keys known only through a floor are folded again by later snapshots.
+//
+// Deviations from the design this follows: executed instances are kept
+// one more snapshot period (above); the checkpoint carries the snapshot
+// state itself, so New does not read the snapshot file; and a transfer is
+// pulled by the receiver rather than pushed (there is no leader whose
+// progress tracking could push it).
 //
 // # Recovery
 //
@@ -290,7 +413,10 @@
 //     fast-path condition; see Recovery for what is done instead.
 //   - Prepare is not resent: a lost Prepare or reply costs one recovery
 //     timeout, after which the attempt restarts at a higher ballot.
-//   - Compaction of executed instances (snapshots).
+//   - A committed instance's leader resends its Commit to a peer that
+//     does not acknowledge it until the instance is compacted (two
+//     snapshots later), not forever, but also not more cleverly: a peer
+//     down that long catches up by a snapshot.
 //   - Execution has no worst-case bound under an adversarial schedule
 //     (see Execution: Liveness), and a walk blocked on an uncommitted
 //     instance is dropped and walked again from its root once that

@@ -2,6 +2,7 @@ package epaxos
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 
 	"github.com/synod-io/synod/consensus"
@@ -49,17 +50,40 @@ type leaderState struct {
 // instance of its space that touches the key, and the highest seq of any
 // instance touching the key. A new command depends on the latest instance
 // per replica per key; earlier ones are reached transitively (see doc).
+//
+// floored marks the index of a key that may have executed history folded
+// into the replica's floor (see Replica.floor): a command on it depends on
+// the floor too.
 type keyIndex struct {
-	last   map[consensus.NodeID]uint64
-	maxSeq uint64
+	last    map[consensus.NodeID]uint64
+	maxSeq  uint64
+	floored bool
 }
 
-func newKeyIndex() *keyIndex { return &keyIndex{last: map[consensus.NodeID]uint64{}} }
+func newKeyIndex(floored bool) *keyIndex {
+	return &keyIndex{last: map[consensus.NodeID]uint64{}, floored: floored}
+}
 
 // add records instance id, with sequence number seq, as touching the key.
 func (ki *keyIndex) add(id InstanceID, seq uint64) {
 	ki.last[id.Replica] = max(ki.last[id.Replica], id.Instance)
 	ki.maxSeq = max(ki.maxSeq, seq)
+}
+
+// merge adds everything o indexes.
+func (ki *keyIndex) merge(o *keyIndex) {
+	for rep, n := range o.last {
+		ki.last[rep] = max(ki.last[rep], n)
+	}
+	ki.maxSeq = max(ki.maxSeq, o.maxSeq)
+}
+
+// clone returns a copy (nil for nil).
+func (ki *keyIndex) clone() *keyIndex {
+	if ki == nil {
+		return nil
+	}
+	return &keyIndex{last: maps.Clone(ki.last), maxSeq: ki.maxSeq, floored: ki.floored}
 }
 
 // collect merges the index into attributes being computed for instance id:
@@ -130,6 +154,46 @@ type Replica struct {
 
 	exec executor
 
+	// Snapshots and compaction (snapshot.go).
+	//
+	// executedTo is the executed frontier E: every instance it covers is
+	// executed here, and no other (the executor's same-space chain makes
+	// the executed instances a prefix of each space, between Readys).
+	// Executed instances may be dropped from memory (compacted); a
+	// message about one this replica no longer holds is answered with
+	// MsgCompacted.
+	executedTo frontier
+	// done and doneAny are the conflict index (like keys and anyKey) of
+	// the executed instances alone, with their committed attributes: the
+	// part of the conflict index a snapshot carries, since a new command
+	// must still depend on the latest instance on each of its keys even
+	// once it is executed and compacted.
+	done    map[string]*keyIndex
+	doneAny *keyIndex
+	// floor, when not nil, merges the indexes of keys whose executed
+	// history a snapshot folded (SnapshotStateBytesMax): a command on a
+	// key without an exact index (keyIndex.floored, or not indexed at
+	// all) depends on it too.
+	floor *keyIndex
+	// snap is the snapshot the durable state builds on (the last one
+	// passed to Compact, installed, or named by the checkpoint New
+	// replayed; Index and Term 0: none) and snapE its frontier.
+	// Invariant: executedTo dominates snapE.
+	snap  consensus.SnapshotMeta
+	snapE frontier
+	// checkpointDue makes the next Ready persist a Checkpoint; restore is
+	// the installed snapshot the next Ready hands out in Restore.
+	checkpointDue bool
+	restore       *consensus.SnapshotMeta
+	// snapWanted makes the next Ready set SnapshotWanted; sinceSnap counts
+	// the commands executed since the last snapshot or SnapshotWanted.
+	snapWanted bool
+	sinceSnap  int
+	// recv is the snapshot transfer this replica receives, need the
+	// compacted instance it waits for (snapshot.go).
+	recv snapRecv
+	need snapNeed
+
 	// pending holds the proposals not yet in an instance, in proposal
 	// order; Ready (or a Propose that finds it full) starts an instance
 	// for them. Invariant: at most Config.BatchCommandsMax commands, and
@@ -148,11 +212,17 @@ var _ consensus.Replica = (*Replica)(nil)
 
 // New returns a replica configured by cfg, rebuilt from durable: every
 // record it ever emitted in Ready.Persist, in order (nil for a new
-// replica). A rebuilt replica executes every committed instance again from
-// execution index 1, so the host rebuilds its state machine from scratch
-// (there are no snapshots yet). Instances this replica led but had not
-// committed are not driven again by the leader's bookkeeping; recovery
-// commits them once RecoveryTimeoutTicks pass (see the doc).
+// replica), or any suffix of them that starts with a Checkpoint. New
+// replays from the newest Checkpoint in durable (ignoring the records
+// before it). Without one, the rebuilt replica executes every committed
+// instance again from execution index 1, so the host rebuilds its state
+// machine from scratch. With one, its execution counter starts at the
+// checkpoint's snapshot index, and it executes again the committed
+// instances the snapshot does not hold: the host must first restore its
+// state machine from that snapshot, which cfg.Snapshots must hold (New
+// fails if its newest snapshot is older). Instances this replica led but
+// had not committed are not driven again by the leader's bookkeeping;
+// recovery commits them once RecoveryTimeoutTicks pass (see the doc).
 func New(cfg Config, durable []consensus.Record) (*Replica, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -166,39 +236,87 @@ func New(cfg Config, durable []consensus.Record) (*Replica, error) {
 		peers:  slices.Clone(cfg.Peers),
 		insts:  map[InstanceID]*inst{},
 		keys:   map[string]*keyIndex{},
-		anyKey: newKeyIndex(),
+		anyKey: newKeyIndex(false),
 		next:   1,
 		active: map[InstanceID]bool{},
 
 		uncommitted: map[InstanceID]bool{},
 		suspect:     map[InstanceID]*suspicion{},
+
+		executedTo: frontier{},
+		done:       map[string]*keyIndex{},
+		doneAny:    newKeyIndex(false),
+		snapE:      frontier{},
 	}
 	slices.Sort(r.peers)
-	r.exec.init()
-	for i, rec := range durable {
+	r.exec.init(r)
+	start := 0
+	for i := len(durable) - 1; i >= 0; i-- {
+		if isCheckpoint(durable[i]) {
+			start = i
+			break
+		}
+	}
+	for i := start; i < len(durable); i++ {
 		var in Instance
-		switch v := rec.(type) {
+		switch v := durable[i].(type) {
+		case Checkpoint, *Checkpoint:
+			cp, ok := v.(Checkpoint)
+			if !ok {
+				cp = *v.(*Checkpoint)
+			}
+			if i != start {
+				panic("epaxos: a checkpoint replayed after another record")
+			}
+			if err := r.replayCheckpoint(&cp); err != nil {
+				return nil, fmt.Errorf("epaxos: node %d: record %d: %w", r.id, i, err)
+			}
+			continue
 		case Instance:
 			in = v
 		case *Instance:
 			in = *v
 		default:
-			return nil, fmt.Errorf("epaxos: record %d has unknown type %T", i, rec)
+			return nil, fmt.Errorf("epaxos: record %d has unknown type %T", i, durable[i])
 		}
 		if err := in.validate(); err != nil {
 			return nil, fmt.Errorf("epaxos: record %d: %w", i, err)
+		}
+		if r.executedTo.covers(in.ID) {
+			// An executed instance kept in memory after the checkpoint
+			// (a promise it answered later); the snapshot holds it.
+			continue
 		}
 		in.Deps = slices.Clone(in.Deps)
 		old := r.insts[in.ID]
 		if old != nil && (in.Status < old.Status || in.Promised.Less(old.Promised)) {
 			return nil, fmt.Errorf("epaxos: record %d moves instance %v backwards", i, in.ID)
 		}
-		r.install(in)
-		if in.ID.Replica == r.id && in.ID.Instance >= r.next {
-			r.next = in.ID.Instance + 1
+		r.replayInstance(in)
+	}
+	if r.snap.Index > 0 || len(r.snapE) > 0 {
+		if cfg.Snapshots == nil {
+			return nil, fmt.Errorf("epaxos: node %d: the durable log starts after snapshot %d/%d, but Config.Snapshots is nil: the snapshot the log depends on is missing", r.id, r.snap.Index, r.snap.Term)
 		}
+		newest, ok := cfg.Snapshots.Newest()
+		if !ok || newest.Index < r.snap.Index || newest.Index == r.snap.Index && newest.Term < r.snap.Term {
+			have := "none"
+			if ok {
+				have = fmt.Sprintf("the newest is %d/%d", newest.Index, newest.Term)
+			}
+			return nil, fmt.Errorf("epaxos: node %d: the durable log starts after snapshot %d/%d, but the snapshot store holds no such snapshot (%s): the snapshot the log depends on is missing", r.id, r.snap.Index, r.snap.Term, have)
+		}
+		r.cfg.Logger.Infof("epaxos %d: restarted from snapshot %d/%d (executed %v), %d instances after it, next instance %d", r.id, r.snap.Index, r.snap.Term, r.snapE, len(r.insts), r.next)
 	}
 	return r, nil
+}
+
+// replayInstance installs a durable instance record during New.
+func (r *Replica) replayInstance(in Instance) {
+	r.install(in)
+	if in.ID.Replica == r.id && in.ID.Instance >= r.next {
+		r.next = in.ID.Instance + 1
+	}
 }
 
 // N is the number of replicas.
@@ -219,7 +337,7 @@ func (r *Replica) install(in Instance) *inst {
 		for _, k := range it.keys {
 			ki := r.keys[k]
 			if ki == nil {
-				ki = newKeyIndex()
+				ki = newKeyIndex(r.floor != nil)
 				r.keys[k] = ki
 			}
 			ki.add(in.ID, in.Seq)
@@ -255,11 +373,21 @@ func (r *Replica) attributes(id InstanceID, keys []string) (uint64, []InstanceID
 		r.anyKey.collect(id, &seq, &deps)
 	default:
 		for _, k := range keys {
-			r.keys[k].collect(id, &seq, &deps)
+			r.collectKey(r.keys, k, id, &seq, &deps)
 		}
-		r.keys[consensus.ConflictAll].collect(id, &seq, &deps)
+		r.collectKey(r.keys, consensus.ConflictAll, id, &seq, &deps)
 	}
 	return seq + 1, normDeps(deps)
+}
+
+// collectKey collects the index of key k in idx (r.keys or r.done), and the
+// floor if k's executed history may be folded into it.
+func (r *Replica) collectKey(idx map[string]*keyIndex, k string, id InstanceID, seq *uint64, deps *[]InstanceID) {
+	ki := idx[k]
+	ki.collect(id, seq, deps)
+	if r.floor != nil && (ki == nil || ki.floored) {
+		r.floor.collect(id, seq, deps)
+	}
 }
 
 // cleanDeps returns a sorted, duplicate-free copy of deps without invalid
@@ -416,8 +544,20 @@ func (r *Replica) Step(m consensus.Message) error {
 	if !slices.Contains(r.peers, m.From) || m.From == r.id {
 		return fmt.Errorf("epaxos: message from unknown peer %d", m.From)
 	}
+	switch msg.Type {
+	case MsgSnapRequest:
+		r.onSnapRequest(m.From, msg)
+		return nil
+	case MsgSnap:
+		r.onSnap(m.From, msg)
+		return nil
+	}
 	if msg.ID.Replica == consensus.None || msg.ID.Instance == 0 {
 		return fmt.Errorf("epaxos: message about invalid instance %v", msg.ID)
+	}
+	if msg.Type > 0 && msg.Type <= msgTypeLast && r.insts[msg.ID] == nil && r.executedTo.covers(msg.ID) {
+		r.onExecutedAndDropped(m.From, msg)
+		return nil
 	}
 	switch msg.Type {
 	case MsgPreAccept:
@@ -440,11 +580,27 @@ func (r *Replica) Step(m consensus.Message) error {
 		r.onTryPreAcceptOK(m.From, msg)
 	case MsgLearn:
 		r.onLearn(m.From, msg)
+	case MsgCompacted:
+		r.onCompacted(m.From, msg)
 	default:
 		return fmt.Errorf("epaxos: unknown message type %d", msg.Type)
 	}
 	r.dropStale(msg.ID)
 	return nil
+}
+
+// onExecutedAndDropped answers a message about an instance this replica
+// executed and no longer holds (compacted): it is committed, and only a
+// snapshot can tell its attributes now. A Commit is acknowledged; a
+// replica still driving or asking about the instance is told it was
+// compacted (MsgCompacted); replies are ignored.
+func (r *Replica) onExecutedAndDropped(from consensus.NodeID, m *Msg) {
+	switch m.Type {
+	case MsgCommit:
+		r.send(from, &Msg{Type: MsgCommitOK, Ballot: m.Ballot, ID: m.ID})
+	case MsgPreAccept, MsgAccept, MsgPrepare, MsgTryPreAccept, MsgLearn:
+		r.send(from, &Msg{Type: MsgCompacted, ID: m.ID})
+	}
 }
 
 func (r *Replica) onPreAccept(from consensus.NodeID, m *Msg) {
@@ -590,6 +746,7 @@ func (r *Replica) Tick() {
 		}
 	}
 	r.tickRecovery()
+	r.tickSnapshot()
 }
 
 // ReadIndex always fails with ErrReadThroughLog: see the package doc.
@@ -598,25 +755,39 @@ func (r *Replica) ReadIndex([]byte) error { return ErrReadThroughLog }
 // Ready returns the work for the host. It starts an instance for the
 // commands proposed since the last Ready (unless Config.InflightMax
 // instances this replica leads are uncommitted; see Propose), and runs
-// the executor for at most Config.ExecuteStepsMax steps; the commands it
-// executes are in Committed.
+// the executor for at most Config.ExecuteStepsMax steps (none while a
+// snapshot is being received); the commands it executes are in
+// Committed. After Compact, or after installing a received snapshot (in
+// Restore), Persist ends with a Checkpoint.
 func (r *Replica) Ready() consensus.Ready {
 	if len(r.pending) > 0 && r.inflight < r.cfg.InflightMax {
 		r.startPending()
 	}
-	r.exec.run(r, r.cfg.ExecuteStepsMax)
-	return consensus.Ready{
-		Persist:   slices.Clone(r.persist),
-		Messages:  slices.Clone(r.msgs),
-		Committed: slices.Clone(r.executed),
+	if !r.receiving() {
+		r.exec.run(r, r.cfg.ExecuteStepsMax)
 	}
+	if r.checkpointDue {
+		r.checkpointDue = false
+		r.persist = append(r.persist, r.checkpoint())
+	}
+	rd := consensus.Ready{
+		Persist:        slices.Clone(r.persist),
+		Messages:       slices.Clone(r.msgs),
+		Committed:      slices.Clone(r.executed),
+		SnapshotWanted: r.snapWanted,
+	}
+	if r.restore != nil {
+		m := cloneMeta(*r.restore)
+		rd.Restore = &m
+	}
+	return rd
 }
 
 // Advance drops the work of rd, which the host has done.
 func (r *Replica) Advance(rd consensus.Ready) {
-	r.persist = r.persist[len(rd.Persist):]
-	r.msgs = r.msgs[len(rd.Messages):]
-	r.executed = r.executed[len(rd.Committed):]
+	r.persist = r.persist[min(len(rd.Persist), len(r.persist)):]
+	r.msgs = r.msgs[min(len(rd.Messages), len(r.msgs)):]
+	r.executed = r.executed[min(len(rd.Committed), len(r.executed)):]
 	if len(r.persist) == 0 {
 		r.persist = nil
 	}
@@ -626,6 +797,14 @@ func (r *Replica) Advance(rd consensus.Ready) {
 	if len(r.executed) == 0 {
 		r.executed = nil
 	}
+	if rd.Restore != nil {
+		r.restore = nil
+	}
+	if rd.SnapshotWanted {
+		// Ask again after as many more commands, or after Compact.
+		r.snapWanted = false
+		r.sinceSnap = 0
+	}
 }
 
 // Status reports the replica's view: Commit counts committed instances
@@ -634,6 +813,10 @@ func (r *Replica) Advance(rd consensus.Ready) {
 func (r *Replica) Status() consensus.Status {
 	return consensus.Status{ID: r.id, Role: consensus.RolePeer, Commit: r.ncommit, Applied: r.applied, LastIndex: r.next - 1}
 }
+
+// InstancesHeld reports how many instances the replica holds in memory
+// (compaction drops executed ones), for tests and tools.
+func (r *Replica) InstancesHeld() int { return len(r.insts) }
 
 // Instance returns this replica's state of instance id, for tests and
 // tools.

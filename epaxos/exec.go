@@ -1,6 +1,7 @@
 package epaxos
 
 import (
+	"fmt"
 	"slices"
 
 	"github.com/synod-io/synod/consensus"
@@ -34,10 +35,15 @@ import (
 // Ready, never restarted: the edges of a committed instance depend only on
 // committed attributes, which never change, so the suspended state stays
 // valid while new instances commit.
+//
+// What is executed is the replica's executed frontier (Replica.executedTo):
+// a component runs whole within one step, and it holds, with each of its
+// instances, every unexecuted earlier instance of that space (the chain
+// edge), so the executed instances stay a prefix of each space.
 type executor struct {
-	executed map[InstanceID]bool
-	queue    []InstanceID                // roots to try, in commit order
-	waiting  map[InstanceID][]InstanceID // uncommitted instance -> roots blocked on it
+	r       *Replica
+	queue   []InstanceID                // roots to try, in commit order
+	waiting map[InstanceID][]InstanceID // uncommitted instance -> roots blocked on it
 
 	// Tarjan state of the walk in progress (empty when none).
 	index   map[InstanceID]int
@@ -59,8 +65,8 @@ type frame struct {
 	probe InstanceID
 }
 
-func (e *executor) init() {
-	e.executed = map[InstanceID]bool{}
+func (e *executor) init(r *Replica) {
+	e.r = r
 	e.waiting = map[InstanceID][]InstanceID{}
 	e.reset()
 }
@@ -90,7 +96,7 @@ func (e *executor) busy() bool {
 		return true
 	}
 	for _, id := range e.queue {
-		if !e.executed[id] {
+		if !e.r.executedTo.covers(id) {
 			return true
 		}
 	}
@@ -114,7 +120,7 @@ func (e *executor) run(r *Replica, budget int) {
 		budget--
 		if len(e.frames) == 0 {
 			// Start a walk from the next unexecuted root.
-			for len(e.queue) > 0 && e.executed[e.queue[0]] {
+			for len(e.queue) > 0 && r.executedTo.covers(e.queue[0]) {
 				e.queue = e.queue[1:]
 			}
 			if len(e.queue) == 0 {
@@ -146,7 +152,7 @@ func (e *executor) run(r *Replica, budget int) {
 				// The instance itself or an earlier one of its space: the
 				// chain edge orders those.
 				f.probe = InstanceID{}
-			case e.executed[d]:
+			case r.executedTo.covers(d):
 				// Executed, and so are the earlier instances of its space.
 				f.probe = InstanceID{}
 			default:
@@ -190,7 +196,7 @@ func (e *executor) run(r *Replica, budget int) {
 // has not reached it, updates from's low link if to is on the stack, and
 // blocks the walk if to is not committed.
 func (e *executor) follow(r *Replica, from, to InstanceID) {
-	if to.Instance == 0 || e.executed[to] {
+	if to.Instance == 0 || r.executedTo.covers(to) {
 		return
 	}
 	if _, seen := e.index[to]; seen {
@@ -243,22 +249,52 @@ func execKeyCompare(a, b *inst) int {
 
 // execute runs one strongly connected component in (seq, replica,
 // instance) order, each instance's commands in batch order, one entry
-// each (none for a no-op).
+// each (none for a no-op), and moves the executed frontier past it.
 func (e *executor) execute(r *Replica, scc []InstanceID) {
 	if r.cfg.bug != bugSCCUnordered { // else Tarjan's stack order: depends on the walk
 		slices.SortFunc(scc, func(a, b InstanceID) int { return execKeyCompare(r.insts[a], r.insts[b]) })
 	}
+	before := map[consensus.NodeID]uint64{}
+	count := map[consensus.NodeID]uint64{}
 	for _, id := range scc {
-		e.executed[id] = true
+		if _, ok := before[id.Replica]; !ok {
+			before[id.Replica] = r.executedTo[id.Replica]
+		}
+		count[id.Replica]++
+	}
+	for _, id := range scc {
 		it := r.insts[id]
 		for _, cmd := range it.Commands() {
 			r.applied++
+			r.sinceSnap++
 			r.executed = append(r.executed, consensus.Entry{
 				Index:   r.applied,
 				Type:    consensus.EntryNormal,
 				Command: cmd,
 			})
 		}
+		r.executedTo[id.Replica] = max(r.executedTo[id.Replica], id.Instance)
+		if len(it.keys) > 0 {
+			for _, k := range it.keys {
+				ki := r.done[k]
+				if ki == nil {
+					ki = newKeyIndex(r.floor != nil)
+					r.done[k] = ki
+				}
+				ki.add(id, it.Seq)
+			}
+			r.doneAny.add(id, it.Seq)
+		}
+	}
+	// The component holds every instance between the old frontier and the
+	// new one of each space it touches (see executor).
+	for rep, n := range count {
+		if r.executedTo[rep]-before[rep] != n {
+			panic(fmt.Sprintf("epaxos %d: executed %d instances of space %d, moving its frontier from %d to %d", r.id, n, rep, before[rep], r.executedTo[rep]))
+		}
+	}
+	if r.cfg.Snapshots != nil && r.sinceSnap >= r.cfg.SnapshotEntries {
+		r.snapWanted = true
 	}
 }
 

@@ -41,7 +41,7 @@ func (r *Replica) tickRecovery() {
 		ids = append(ids, id)
 	}
 	for id := range r.exec.waiting {
-		if r.insts[id] == nil {
+		if r.insts[id] == nil && !r.executedTo.covers(id) {
 			ids = append(ids, id)
 		}
 	}
@@ -142,6 +142,9 @@ func (r *Replica) getOrNone(id InstanceID) *inst {
 // startRecovery runs explicit prepare for id at a ballot above every one
 // seen: {round+1, self}, unique to this replica.
 func (r *Replica) startRecovery(id InstanceID) {
+	if r.insts[id] == nil && r.executedTo.covers(id) {
+		return // executed here and compacted
+	}
 	it := r.getOrNone(id)
 	if it.Status == StatusCommitted {
 		return
@@ -440,9 +443,66 @@ func (r *Replica) tryLocal(it *inst, b Ballot, a *Msg) (ok bool, conflict Instan
 	if found != nil {
 		return false, found.ID, found.Status == StatusCommitted
 	}
+	if c, committed, ok := r.compactedConflict(it.ID, keys, a.Deps); ok {
+		return false, c, committed
+	}
 	r.install(Instance{ID: it.ID, Status: StatusPreAccepted, Promised: b, Accepted: b, Command: a.Command, Batched: a.Batched, Seq: a.Seq, Deps: slices.Clone(a.Deps)})
 	r.save(it)
 	return true, InstanceID{}, false
+}
+
+// compactedConflict is tryLocal's check against the executed instances
+// this replica no longer holds (compacted), which the conflict index of
+// executed instances (done) still describes: for each space but id's,
+// the latest executed instance conflicting with keys. If deps do not
+// reach it, it is a committed conflict with no edge: deps do not reach it,
+// and it cannot depend on id, which is not committed here (an executed
+// instance that depends on id has made the executor commit id here, as a
+// dependency to follow or to prune). A conflict that only the floor
+// names may not exist at all, so it is reported as not committed: the
+// attempt waits, rather than concluding anything from it.
+func (r *Replica) compactedConflict(id InstanceID, keys []string, deps []InstanceID) (conflict InstanceID, committed, ok bool) {
+	if len(keys) == 0 {
+		return InstanceID{}, false, false
+	}
+	var cands []InstanceID
+	var seq uint64
+	if conflictsWithAll(keys) {
+		r.doneAny.collect(id, &seq, &cands)
+	} else {
+		for _, k := range keys {
+			r.done[k].collect(id, &seq, &cands)
+		}
+		r.done[consensus.ConflictAll].collect(id, &seq, &cands)
+	}
+	var floored []InstanceID
+	if r.floor != nil && !conflictsWithAll(keys) {
+		for _, k := range append([]string{consensus.ConflictAll}, keys...) {
+			if ki := r.done[k]; ki == nil || ki.floored {
+				r.floor.collect(id, &seq, &floored)
+				break
+			}
+		}
+	}
+	check := func(list []InstanceID) (InstanceID, bool) {
+		slices.SortFunc(list, InstanceID.Compare)
+		for _, d := range list {
+			if d.Replica == id.Replica || covers(deps, d) || r.insts[d] != nil {
+				// Ordered by the chain, reached by deps, or held in
+				// memory (tryLocal's scan judged it).
+				continue
+			}
+			return d, true
+		}
+		return InstanceID{}, false
+	}
+	if d, found := check(cands); found {
+		return d, true, true
+	}
+	if d, found := check(floored); found {
+		return d, false, true
+	}
+	return InstanceID{}, false, false
 }
 
 func (r *Replica) onTryPreAccept(from consensus.NodeID, m *Msg) {

@@ -277,12 +277,28 @@ const (
 	MsgTryPreAcceptOK
 	// MsgLearn: a replica whose executor waits for an instance asks the
 	// others for its commit; one that holds it committed answers with
-	// MsgCommit, one that does not ignores it. It carries no ballot and
-	// changes no promise.
+	// MsgCommit, one that compacted it with MsgCompacted, one that does
+	// not know it ignores it. It carries no ballot and changes no promise.
 	MsgLearn
+	// MsgCompacted: the answer to any message about instance ID from a
+	// replica that executed ID and compacted it away behind a snapshot:
+	// ID is committed, and the sender's snapshots cover it (see
+	// snapshot.go). It carries no ballot.
+	MsgCompacted
+	// MsgSnapRequest: a replica that needs instances a peer compacted
+	// asks it for a chunk of its newest snapshot: Snapshot.Index and
+	// Snapshot.Term name the snapshot being received (zero: the newest),
+	// Offset the chunk. At offset 0, ID is the instance the requester
+	// needs and Deps its executed frontier (one ID per space: the
+	// highest instance it executed there).
+	MsgSnapRequest
+	// MsgSnap: one chunk of a snapshot, Data at Offset, Last if it ends
+	// it; Snapshot names it, with its Protocol state only at offset 0.
+	// Snapshot.Index 0: the sender has no snapshot that would do.
+	MsgSnap
 )
 
-const msgTypeLast = MsgLearn
+const msgTypeLast = MsgSnap
 
 // String names the type.
 func (t MsgType) String() string {
@@ -311,6 +327,12 @@ func (t MsgType) String() string {
 		return "TryPreAcceptOK"
 	case MsgLearn:
 		return "Learn"
+	case MsgCompacted:
+		return "Compacted"
+	case MsgSnapRequest:
+		return "SnapRequest"
+	case MsgSnap:
+		return "Snap"
 	}
 	return "MsgType(" + strconv.Itoa(int(t)) + ")"
 }
@@ -335,7 +357,18 @@ type Msg struct {
 	// the attributes it reports.
 	Status   Status
 	Accepted Ballot
+	// Snapshot, Offset, Data and Last describe a snapshot chunk (MsgSnap)
+	// or the chunk asked for (MsgSnapRequest: Snapshot.Index, Term and
+	// Offset); other types leave them zero.
+	Snapshot consensus.SnapshotMeta
+	Offset   int64
+	Data     []byte
+	Last     bool
 }
+
+// isSnapshotMsg reports whether t is a snapshot-transfer message, the only
+// types that carry the snapshot fields and need no instance ID.
+func isSnapshotMsg(t MsgType) bool { return t == MsgSnapRequest || t == MsgSnap }
 
 // MessageType implements consensus.Payload.
 func (m *Msg) MessageType() string { return "epaxos." + m.Type.String() }
@@ -355,5 +388,8 @@ func (m *Msg) setCommands(cmds []consensus.Command) {
 
 // String formats the message for traces.
 func (m *Msg) String() string {
+	if isSnapshotMsg(m.Type) {
+		return fmt.Sprintf("%v snapshot=%d/%d offset=%d bytes=%d last=%t id=%v frontier=%s", m.Type, m.Snapshot.Index, m.Snapshot.Term, m.Offset, len(m.Data), m.Last, m.ID, formatDeps(m.Deps))
+	}
 	return fmt.Sprintf("%v %v b=%v seq=%d deps=%s changed=%t status=%v accepted=%v", m.Type, m.ID, m.Ballot, m.Seq, formatDeps(m.Deps), m.Changed, m.Status, m.Accepted)
 }

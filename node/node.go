@@ -50,13 +50,19 @@
 // received snapshot and restoring from it), it is restored from that
 // snapshot first.
 //
-// A protocol that rebuilds its state machine from the log (EPaxos, which
-// has no snapshots yet: its replica re-executes every committed command
-// from index 1 on each start, perhaps in another order) is the exception:
-// the node empties the key-value store on start and applies everything
-// again. Its revisions are renumbered then (they are local to each run of
-// each member, see kv.Options.PerKeyOrder), and start-up takes time
-// proportional to the whole history.
+// A protocol whose replicas order non-conflicting commands locally
+// (EPaxos: its replica re-executes the committed commands after its newest
+// snapshot on each start, perhaps in another order) is the exception: the
+// node puts the key-value store exactly at that snapshot on start
+// (restoring it from the snapshot unless it is there already, or emptying
+// it if the log builds on none) and applies everything re-emitted. Its
+// revisions after the snapshot are renumbered then (they are local to
+// each run of each member, see kv.Options.PerKeyOrder), and start-up takes
+// time proportional to the state and the log since the snapshot, not to
+// the whole history. Such a replica snapshots and compacts its log like
+// Raft (it implements consensus.SnapshotDescriber, whose metadata the
+// snapshot is saved with), and a member that fell behind installs a
+// peer's snapshot.
 //
 // # Leaderless protocols
 //
@@ -273,23 +279,13 @@ func (n *Node) open() error {
 		return fmt.Errorf("node: opening the key-value store in %s: %w "+
 			"(if it is damaged, remove this member's data directory and let it rejoin from its peers)", cfg.path(kvDirName), err)
 	}
-	if n.proto.rebuildsStateMachine {
-		// The replica hands over every committed command again, from
-		// index 1 and perhaps in another order: the store starts empty.
-		if ai := n.kv.AppliedIndex(); ai > 0 {
-			n.log.Info("emptying the key-value store: this protocol rebuilds it from the log on every start", "kv_applied", ai, "protocol", cfg.Protocol)
-		}
-		if err := n.kv.Reset(); err != nil {
-			return fmt.Errorf("node: emptying the key-value store in %s before rebuilding it from the log: %w", cfg.path(kvDirName), err)
-		}
-	}
 	ss, err := snap.Open(vfsDefault, cfg.path(snapDirName), snap.Options{Keep: snapshotsKept})
 	if err != nil {
 		return fmt.Errorf("node: opening the snapshot directory: %w", err)
 	}
 	n.snaps = durable.NewSnapshots(ss, n.voters)
 	n.snaps.OnReceived = func(in snap.Info) {
-		n.log.Info("snapshot received from the leader", "index", in.Index, "term", in.Term)
+		n.log.Info("snapshot received from a peer", "index", in.Index, "term", in.Term)
 	}
 	var recs []consensus.Record
 	// Each record must fit in one segment, with room for its frame.
@@ -319,10 +315,20 @@ func (n *Node) open() error {
 			return fmt.Errorf("node: the snapshot the write-ahead log builds on is damaged: %w; "+
 				"this member's state cannot be rebuilt: remove its data directory and let it rejoin from its peers", err)
 		}
-		if ai := n.kv.AppliedIndex(); ai < base {
-			n.log.Info("key-value store is behind the log's snapshot; restoring it", "kv_applied", ai, "snapshot", base)
+		if ai := n.kv.AppliedIndex(); ai < base || n.proto.localOrder && ai != base {
+			n.log.Info("restoring the key-value store from the log's snapshot", "kv_applied", ai, "snapshot", base)
 			if err := n.restoreKV(base); err != nil {
 				return err
+			}
+		}
+	}
+	if n.proto.localOrder && base == 0 {
+		// The replica hands over every committed command again, from
+		// index 1 and perhaps in another order: the store starts empty.
+		if ai := n.kv.AppliedIndex(); ai > 0 {
+			n.log.Info("emptying the key-value store: the log builds on no snapshot, and this protocol re-executes it in its own order", "kv_applied", ai, "protocol", cfg.Protocol)
+			if err := n.kv.Reset(); err != nil {
+				return fmt.Errorf("node: emptying the key-value store in %s before rebuilding it from the log: %w", cfg.path(kvDirName), err)
 			}
 		}
 	}
@@ -336,7 +342,7 @@ func (n *Node) open() error {
 	// The key-value store may be ahead of the durable commit index (a
 	// commit index is written without waiting for fsync), but never ahead
 	// of the durable log: it only applies entries the log holds.
-	if ai := n.kv.AppliedIndex(); ai > st.LastIndex {
+	if ai := n.kv.AppliedIndex(); ai > st.LastIndex && !n.proto.localOrder {
 		return fmt.Errorf("node: the key-value store in %s has applied entry %d, beyond the log's last entry %d: "+
 			"the data directory is inconsistent (was wal/ replaced?); remove it and let the member rejoin", cfg.path(kvDirName), ai, st.LastIndex)
 	}
@@ -527,10 +533,10 @@ func (n *Node) readIndex(rq *readRequest) {
 // handleReady handles Readys until the replica has no more work, or
 // readyLoopsMax of them. Reaching the bound is fatal (a replica that
 // produces work forever is a bug) unless the last Ready applied committed
-// entries: a replica re-executing a long log after a restart (a protocol
-// that rebuilds its state machine) hands it over a bounded slice per
-// Ready, so handleReady returns more, and the loop comes back to it after
-// its next input, without waiting for one. An error is fatal: the node's
+// entries: a replica re-executing a long log after a restart (EPaxos,
+// the log after its snapshot) hands it over a bounded slice per Ready,
+// so handleReady returns more, and the loop comes back to it after its
+// next input, without waiting for one. An error is fatal: the node's
 // disk state can no longer be trusted to match what it told its peers,
 // and it must stop (and restart from what is durable).
 func (n *Node) handleReady() (more bool, err error) {
@@ -557,7 +563,7 @@ func (n *Node) handleReady() (more bool, err error) {
 				return false, err
 			}
 			n.applied, n.appliedTerm = rd.Restore.Index, rd.Restore.Term
-			n.log.Info("installed snapshot from the leader", "index", rd.Restore.Index, "term", rd.Restore.Term, "took", time.Since(start))
+			n.log.Info("installed snapshot from a peer", "index", rd.Restore.Index, "term", rd.Restore.Term, "took", time.Since(start))
 		}
 		if len(rd.Committed) > 0 {
 			if err := n.apply(rd.Committed); err != nil {
@@ -642,11 +648,20 @@ func (n *Node) snapshot() {
 		n.log.Debug("snapshot skipped: the store is ahead of the replica's applied index", "kv_applied", ai, "applied", n.applied)
 		return
 	}
-	if newest, ok := n.snaps.Newest(); ok && newest.Index >= n.applied {
+	meta := snap.Meta{Index: n.applied, Term: n.appliedTerm, Voters: slices.Clone(n.voters)}
+	if d, ok := compactor.(consensus.SnapshotDescriber); ok {
+		// The replica's snapshots carry its own state.
+		m, err := d.DescribeSnapshot(n.applied)
+		if err != nil {
+			n.log.Error("snapshot failed", "index", meta.Index, "err", err)
+			return
+		}
+		meta.Term, meta.Protocol = m.Term, m.Protocol
+	}
+	if newest, ok := n.snaps.Newest(); ok && (newest.Index > meta.Index || newest.Index == meta.Index && newest.Term >= meta.Term) {
 		return
 	}
 	start := time.Now()
-	meta := snap.Meta{Index: n.applied, Term: n.appliedTerm, Voters: slices.Clone(n.voters)}
 	w, err := n.snaps.Store().Create(meta)
 	if err != nil {
 		n.log.Error("snapshot failed", "index", meta.Index, "err", err)
@@ -665,7 +680,7 @@ func (n *Node) snapshot() {
 	if err := n.snaps.Store().GC(); err != nil {
 		n.log.Warn("removing old snapshots failed", "err", err)
 	}
-	cm := consensus.SnapshotMeta{Index: meta.Index, Term: meta.Term, Voters: slices.Clone(n.voters)}
+	cm := consensus.SnapshotMeta{Index: meta.Index, Term: meta.Term, Voters: slices.Clone(n.voters), Protocol: meta.Protocol}
 	if err := compactor.Compact(cm); err != nil {
 		n.log.Error("compaction refused", "index", meta.Index, "err", err)
 		return

@@ -20,7 +20,7 @@ import (
 // messages with its MessageCodec. Adding a protocol is adding an entry,
 // with the flags that say how it differs from a leader-based protocol
 // whose replica restarts from a snapshot (leaderless, readThroughLog,
-// rebuildsStateMachine, kv).
+// localOrder, kv).
 
 // protocol is one replication protocol the node can run.
 type protocol struct {
@@ -52,14 +52,19 @@ type protocol struct {
 	// with the result of applying it: the read is ordered after every
 	// write it conflicts with that was acknowledged before it started.
 	readThroughLog error
-	// rebuildsStateMachine: a replica rebuilt from its records (on every
-	// start) hands the host every committed command again from
-	// Entry.Index 1, possibly in another order than in its last run (it
-	// has no snapshots to resume from). The node then empties the
-	// key-value store on start and applies everything again, instead of
-	// keeping the store's state and skipping the entries at or below its
-	// applied index.
-	rebuildsStateMachine bool
+	// localOrder: a replica rebuilt from its records (on every start)
+	// hands the host the committed commands after its newest snapshot
+	// again, possibly in another order than in its last run (commands
+	// that do not conflict are ordered differently on different replicas,
+	// and in different runs of one). So the node cannot keep the
+	// key-value store's state and skip the entries at or below its
+	// applied index, as it does for Raft: on start it puts the store
+	// exactly at the snapshot the replica's log builds on (restoring it
+	// from that snapshot unless it is there already) or, without one,
+	// empties it, and applies everything re-emitted. Its replica's
+	// Status().LastIndex (the last instance of its own space) is not an
+	// index of applied entries and is not compared with the store.
+	localOrder bool
 	// kv are the state machine's options this protocol needs (see
 	// kv.Options): EPaxos applies non-conflicting commands in different
 	// orders on different replicas, so its revisions are local and the
@@ -98,10 +103,10 @@ var protocols = map[string]protocol{
 		config:   newEPaxosConfig,
 		records:  epaxos.Codec, messages: epaxos.MessageCodec,
 		// No heartbeat pair: round trips are not measured.
-		leaderless:           true,
-		readThroughLog:       epaxos.ErrReadThroughLog,
-		rebuildsStateMachine: true,
-		kv:                   kv.Options{PerKeyOrder: true},
+		leaderless:     true,
+		readThroughLog: epaxos.ErrReadThroughLog,
+		localOrder:     true,
+		kv:             kv.Options{PerKeyOrder: true},
 	},
 }
 
@@ -214,9 +219,12 @@ type epaxosConfig struct{ epaxos.Config }
 // replica suspects the leader of an instance that stays uncommitted for an
 // election timeout (each wait drawn between one and two of them with the
 // node's randomness) and recovers it, as Raft and Multi-Paxos suspect a
-// silent leader. EPaxos has no snapshots: the snapshot settings do not
-// apply. An instance batches commands up to half a message payload, so
-// that a batch and its attributes fit in one message.
+// silent leader. An instance batches commands up to half a message
+// payload, so that a batch and its attributes fit in one message.
+// Snapshots use the node's SnapshotEntries and SnapshotChunkBytes (a chunk
+// shrunk if need be so that the first one, which carries the snapshot's
+// protocol state, fits a message); SnapshotRetainEntries does not apply
+// (EPaxos keeps executed instances one snapshot longer instead).
 func newEPaxosConfig(s *replicaSettings) protocolConfig {
 	c := epaxos.DefaultConfig(s.ID, slices.Clone(s.Peers))
 	c.BatchBytesMax = min(c.BatchBytesMax, s.PayloadBytesMax/2)
@@ -224,6 +232,11 @@ func newEPaxosConfig(s *replicaSettings) protocolConfig {
 	c.RecoveryTimeoutTicks = s.ElectionTicks
 	c.Rand = s.Rand
 	c.Logger = s.Logger
+	if s.Snapshots != nil {
+		c.Snapshots = s.Snapshots
+		c.SnapshotEntries = s.SnapshotEntries
+		c.SnapshotChunkBytes = max(1, min(s.SnapshotChunkBytes, s.PayloadBytesMax-epaxos.SnapshotStateBytesMax-4096, epaxos.SnapshotChunkBytesMax))
+	}
 	return epaxosConfig{c}
 }
 

@@ -70,6 +70,13 @@ func EPaxos(adjust ...func(*epaxos.Config)) Protocol {
 		New: func(nc NodeConfig) (consensus.Replica, error) {
 			cfg := epaxos.DefaultConfig(nc.ID, nc.Peers)
 			cfg.Rand = nc.Rand
+			cfg.Snapshots = nc.Snapshots
+			if nc.SnapshotEntries > 0 {
+				cfg.SnapshotEntries = nc.SnapshotEntries
+			}
+			if nc.SnapshotChunkBytes > 0 {
+				cfg.SnapshotChunkBytes = nc.SnapshotChunkBytes
+			}
 			for _, f := range adjust {
 				f(&cfg)
 			}

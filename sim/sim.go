@@ -110,9 +110,9 @@ type world struct {
 
 	trace traceLog
 	res   *Result
-	// snapHashes is the state hash at each index where a snapshot was
-	// taken or installed.
-	snapHashes map[uint64]uint64
+	// snapHashes is the state hash of each snapshot taken or installed,
+	// by its content's name (see noteSnapshot).
+	snapHashes map[string]uint64
 }
 
 // Run executes one simulation and checks it. It returns an error only for
@@ -252,6 +252,7 @@ func (w *world) start(n *node) error {
 	nc := NodeConfig{ID: n.id, Peers: slices.Clone(w.peers), Durable: slices.Clone(n.records), Rand: rng,
 		SnapshotEntries: w.cfg.Disk.SnapshotEntries, SnapshotChunkBytes: w.cfg.Disk.SnapshotChunkBytes}
 	store, applied, appliedTerm := kv.New(), uint64(0), uint64(0)
+	var baseMeta consensus.SnapshotMeta // the snapshot the state machine starts from
 	n.snaps = nil
 	if n.disk != nil {
 		refuse := func(err error) error {
@@ -291,7 +292,7 @@ func (w *world) start(n *node) error {
 			}
 		}
 		if base > 0 {
-			if store, err = n.snaps.loadState(base); err != nil {
+			if store, baseMeta, err = n.snaps.loadState(base); err != nil {
 				return refuse(fmt.Errorf("loading snapshot %d: %w", base, err))
 			}
 			applied = base
@@ -313,10 +314,6 @@ func (w *world) start(n *node) error {
 		return fmt.Errorf("sim: starting node %d (incarnation %d): %w", n.id, n.incarnation, err)
 	}
 	n.replica = r
-	if w.cfg.Protocol.Leaderless {
-		// The replica executes from its first command again.
-		w.keyOrder.Restart(n.id)
-	}
 	n.store = store
 	n.alive = true
 	n.applied, n.appliedTerm = applied, appliedTerm
@@ -326,6 +323,15 @@ func (w *world) start(n *node) error {
 	n.readStates = nil
 	n.crashAfterPersist = false
 	n.crashMidPersist = false
+	if w.cfg.Protocol.Leaderless {
+		if applied > 0 {
+			// The replica executes on from the snapshot.
+			w.resumeKeyOrder(n, &baseMeta)
+		} else {
+			// The replica executes from its first command again.
+			w.keyOrder.Restart(n.id)
+		}
+	}
 	return nil
 }
 

@@ -126,7 +126,7 @@ then the replica, transport and storage close.`,
 	fl.DurationVar(&f.tickInterval, "tick-interval", node.TickIntervalDefault, "length of one protocol tick (heartbeat interval)")
 	fl.IntVar(&f.electionTicks, "election-ticks", node.ElectionTicksDefault, "election timeout in ticks (randomized between this and twice this); "+
 		"under epaxos, how long an instance may stay uncommitted before a member recovers it")
-	fl.IntVar(&f.snapshotCount, "snapshot-count", node.SnapshotEntriesDefault, "applied entries between snapshots (epaxos takes none)")
+	fl.IntVar(&f.snapshotCount, "snapshot-count", node.SnapshotEntriesDefault, "applied entries between snapshots (under epaxos, executed commands)")
 	fl.StringVar(&f.listenMetricsURLs, "listen-metrics-urls", "", "URLs to serve HTTP /metrics, /health and /status on (comma-separated; default: none)")
 	f.tls.register(fl)
 	return cmd

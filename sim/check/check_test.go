@@ -97,3 +97,44 @@ func TestAgreement(t *testing.T) {
 		t.Fatalf("leader of term 1 judged against entries committed by term 1: %v", v)
 	}
 }
+
+// TestKeyOrderResumesAtSnapshots: a node that resumes at a snapshot is
+// checked from the snapshot's place in each key's order on; one that
+// resumes at the wrong place, or executes another command there, is
+// caught; two snapshots of one name must hold the same positions.
+func TestKeyOrderResumesAtSnapshots(t *testing.T) {
+	c := NewKeyOrder()
+	cmd := func(index uint64, data string, keys ...string) *consensus.Entry {
+		return &consensus.Entry{Index: index, Command: consensus.Command{Keys: keys, Data: []byte(data)}}
+	}
+	for i, e := range []*consensus.Entry{cmd(1, "a1", "a"), cmd(2, "b1", "b"), cmd(3, "a2", "a")} {
+		if v := c.Applied(1, uint64(i), e, 0); v != nil {
+			t.Fatal(v)
+		}
+	}
+	if v := c.Snapshot(1, "s3", 0); v != nil {
+		t.Fatal(v)
+	}
+	if v := c.Applied(1, 3, cmd(4, "a3", "a"), 0); v != nil {
+		t.Fatal(v)
+	}
+	// Node 2 installs s3 and goes on with the same commands.
+	if c.Resume(2, "unknown") {
+		t.Fatal("resumed at a snapshot nobody took")
+	}
+	if !c.Resume(2, "s3") {
+		t.Fatal("could not resume at s3")
+	}
+	if v := c.Applied(2, 3, cmd(4, "a3", "a"), 0); v != nil {
+		t.Fatalf("the command after the snapshot: %v", v)
+	}
+	// Node 3 resumes at s3 but executes something else there.
+	c.Resume(3, "s3")
+	if v := c.Applied(3, 3, cmd(4, "a-other", "a"), 0); v == nil {
+		t.Fatal("a different command at a key's position after a snapshot went unnoticed")
+	}
+	// Node 2 snapshots under the same name as node 1 at another place.
+	if v := c.Snapshot(2, "s3", 0); v == nil {
+		t.Fatal("two snapshots of one name with different positions went unnoticed")
+	}
+}

@@ -3,6 +3,7 @@ package check
 import (
 	"fmt"
 	"hash/fnv"
+	"maps"
 
 	"github.com/synod-io/synod/consensus"
 )
@@ -131,23 +132,64 @@ func (c *Agreement) CheckLeader(node consensus.NodeID, term uint64, firstIndex u
 // are local to each node there and are not compared; a node rebuilt from
 // its durable state (Restart) executes from the start again and must
 // retrace the same order.
+//
+// A node whose state machine starts from a snapshot (restarted from its
+// own, or installed from a peer) cannot retrace the prefix the snapshot
+// holds: Snapshot records, when a snapshot is taken, how far along each
+// key's order its node was, under a name for the snapshot's content (the
+// protocol's state, the same for every snapshot holding the same
+// commands), and Resume puts a node there; what it executes after is
+// checked as usual.
 type KeyOrder struct {
 	// order is, per key, the command digests in execution order.
 	order map[string][]EntryDigest
 	// pos is, per node and key, how many of the key's commands the node
-	// has executed in its current incarnation.
-	pos      map[consensus.NodeID]map[string]int
+	// has executed, from the start or from the snapshot it resumed at.
+	pos map[consensus.NodeID]map[string]int
+	// snaps is, per snapshot name, the positions a snapshot holds.
+	snaps    map[string]map[string]int
 	executed uint64
 }
 
 // NewKeyOrder returns an empty checker.
 func NewKeyOrder() *KeyOrder {
-	return &KeyOrder{order: map[string][]EntryDigest{}, pos: map[consensus.NodeID]map[string]int{}}
+	return &KeyOrder{order: map[string][]EntryDigest{}, pos: map[consensus.NodeID]map[string]int{}, snaps: map[string]map[string]int{}}
 }
 
 // Restart forgets what node executed: it rebuilds its state machine from
 // scratch.
 func (c *KeyOrder) Restart(node consensus.NodeID) { delete(c.pos, node) }
+
+// Snapshot records that node's state machine, as of now, is saved as the
+// snapshot named name. Two snapshots with the same name must hold the same
+// number of each key's commands.
+func (c *KeyOrder) Snapshot(node consensus.NodeID, name string, tick float64) *Violation {
+	pos := maps.Clone(c.pos[node])
+	if pos == nil {
+		pos = map[string]int{}
+	}
+	if old, ok := c.snaps[name]; ok {
+		if !maps.Equal(old, pos) {
+			return &Violation{Checker: "agreement", Tick: tick,
+				Detail: fmt.Sprintf("node %d snapshots the same protocol state as another snapshot, holding different commands per key (%v, the other %v)", node, pos, old)}
+		}
+		return nil
+	}
+	c.snaps[name] = pos
+	return nil
+}
+
+// Resume makes node's state machine the snapshot named name: it executes
+// on from there. It returns false if no snapshot of that name was
+// recorded.
+func (c *KeyOrder) Resume(node consensus.NodeID, name string) bool {
+	pos, ok := c.snaps[name]
+	if !ok {
+		return false
+	}
+	c.pos[node] = maps.Clone(pos)
+	return true
+}
 
 // Applied records that node executed e (after the entry at prevIndex of
 // its local counter).

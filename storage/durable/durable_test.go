@@ -137,3 +137,46 @@ func TestSnapshotsChunkedTransfer(t *testing.T) {
 		t.Fatal("reading a snapshot that is not stored succeeded")
 	}
 }
+
+// TestSnapshotsCarryProtocolState: the protocol state a snapshot was saved
+// with comes back from Newest, travels with a chunked transfer, and a
+// receiver refuses a snapshot whose state differs from what the sender
+// named. Of two snapshots with one index, the newer term is the newest.
+func TestSnapshotsCarryProtocolState(t *testing.T) {
+	fs := vfs.NewMem()
+	src, err := snap.Open(fs, "a", snap.Options{Keep: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dst, err := snap.Open(fs, "b", snap.Options{Keep: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	state := []byte("protocol state")
+	for _, term := range []uint64{3, 5} {
+		if _, err := src.Save(snap.Meta{Index: 9, Term: term, Protocol: append(state, byte(term))}, bytes.NewReader([]byte("data"))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	from, to := NewSnapshots(src, nil), NewSnapshots(dst, nil)
+	meta, ok := from.Newest()
+	if !ok || meta.Index != 9 || meta.Term != 5 || !bytes.Equal(meta.Protocol, append(state, 5)) {
+		t.Fatalf("Newest = %+v, %v", meta, ok)
+	}
+	chunk, last, err := from.ReadChunk(9, 0, 1<<20)
+	if err != nil || !last {
+		t.Fatalf("ReadChunk: %v, last %v", err, last)
+	}
+	wrong := meta
+	wrong.Protocol = []byte("other")
+	if err := to.ReceiveChunk(wrong, 0, chunk, true); err == nil {
+		t.Fatal("received a snapshot whose protocol state differs from the named one")
+	}
+	if err := to.ReceiveChunk(meta, 0, chunk, true); err != nil {
+		t.Fatal(err)
+	}
+	got, ok := to.Newest()
+	if !ok || got.Term != 5 || !bytes.Equal(got.Protocol, meta.Protocol) {
+		t.Fatalf("received snapshot: %+v", got)
+	}
+}

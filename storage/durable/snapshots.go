@@ -1,6 +1,7 @@
 package durable
 
 import (
+	"bytes"
 	"fmt"
 	"io"
 	"slices"
@@ -19,8 +20,11 @@ type Snapshots struct {
 	store  *snap.Store
 	voters []consensus.NodeID
 	// src is the snapshot being read for sending, kept open between chunks.
-	src      *snap.Source
-	srcIndex uint64
+	src     *snap.Source
+	srcName string
+	// protoName's Protocol state is proto (see protocol).
+	protoName string
+	proto     []byte
 	// recv is the transfer being received, if any.
 	recv *snap.Receiver
 	// OnReceived, if set, is told of each snapshot fully received and
@@ -39,25 +43,50 @@ func NewSnapshots(store *snap.Store, voters []consensus.NodeID) *Snapshots {
 // Store is the underlying snapshot store.
 func (s *Snapshots) Store() *snap.Store { return s.store }
 
-// Newest implements consensus.SnapshotStore.
+// Newest implements consensus.SnapshotStore: the newest snapshot by index,
+// then term, with the Protocol state it was saved with (read from its
+// header, which is checked; the data is checked when it is read).
 func (s *Snapshots) Newest() (consensus.SnapshotMeta, bool) {
 	infos, err := s.store.List()
 	if err != nil || len(infos) == 0 {
 		return consensus.SnapshotMeta{}, false
 	}
 	in := infos[len(infos)-1]
-	return consensus.SnapshotMeta{Index: in.Index, Term: in.Term, Voters: slices.Clone(s.voters)}, true
+	proto, err := s.protocol(in.Name)
+	if err != nil {
+		return consensus.SnapshotMeta{}, false
+	}
+	return consensus.SnapshotMeta{Index: in.Index, Term: in.Term, Voters: slices.Clone(s.voters), Protocol: proto}, true
 }
 
-// Find returns the stored snapshot with the given index.
+// protocol returns the Protocol state the named snapshot was saved with.
+// Snapshot files never change once named, so the newest one's is cached.
+func (s *Snapshots) protocol(name string) ([]byte, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.protoName == name {
+		return slices.Clone(s.proto), nil
+	}
+	r, err := s.store.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	proto := r.Meta().Protocol
+	_ = r.Close()
+	s.protoName, s.proto = name, proto
+	return slices.Clone(proto), nil
+}
+
+// Find returns the stored snapshot with the given index; if several have
+// it (with different terms), the newest.
 func (s *Snapshots) Find(index uint64) (snap.Info, error) {
 	infos, err := s.store.List()
 	if err != nil {
 		return snap.Info{}, err
 	}
-	for _, in := range infos {
-		if in.Index == index {
-			return in, nil
+	for i := len(infos) - 1; i >= 0; i-- {
+		if infos[i].Index == index {
+			return infos[i], nil
 		}
 	}
 	return snap.Info{}, fmt.Errorf("durable: snapshot %d is not in %s", index, s.store.Dir())
@@ -83,16 +112,17 @@ func (s *Snapshots) ReadAll(index uint64) ([]byte, error) {
 func (s *Snapshots) ReadChunk(index uint64, offset int64, max int) ([]byte, bool, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.src == nil || s.srcIndex != index {
+	in, err := s.Find(index)
+	if err != nil {
 		s.closeSourceLocked()
-		in, err := s.Find(index)
-		if err != nil {
-			return nil, false, err
-		}
+		return nil, false, err
+	}
+	if s.src == nil || s.srcName != in.Name {
+		s.closeSourceLocked()
 		if s.src, err = s.store.OpenSource(in.Name); err != nil {
 			return nil, false, err
 		}
-		s.srcIndex = index
+		s.srcName = in.Name
 	}
 	c, err := s.src.ReadChunk(offset, make([]byte, max))
 	if err != nil {
@@ -111,7 +141,8 @@ func (s *Snapshots) closeSourceLocked() {
 
 // ReceiveChunk implements consensus.SnapshotStore: a chunk at offset 0
 // starts a new transfer; the last chunk verifies, installs and checks the
-// installed snapshot against meta.
+// installed snapshot against meta (index, term, and Protocol if meta has
+// one).
 func (s *Snapshots) ReceiveChunk(meta consensus.SnapshotMeta, offset int64, data []byte, last bool) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -135,6 +166,17 @@ func (s *Snapshots) ReceiveChunk(meta consensus.SnapshotMeta, offset int64, data
 	s.recv = nil
 	if info.Index != meta.Index || info.Term != meta.Term {
 		return fmt.Errorf("durable: received snapshot %d/%d, but the sender named %d/%d", info.Index, info.Term, meta.Index, meta.Term)
+	}
+	if len(meta.Protocol) > 0 {
+		r, err := s.store.Open(info.Name)
+		if err != nil {
+			return err
+		}
+		got := r.Meta().Protocol
+		_ = r.Close()
+		if !bytes.Equal(got, meta.Protocol) {
+			return fmt.Errorf("durable: received snapshot %d/%d carries %d bytes of protocol state that differ from the %d bytes the sender named", info.Index, info.Term, len(got), len(meta.Protocol))
+		}
 	}
 	_ = s.store.GC()
 	if s.OnReceived != nil {

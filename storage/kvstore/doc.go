@@ -15,9 +15,10 @@
 // and syncs it before returning. After a crash the store holds exactly a
 // prefix of whole batches; the host replays its log from any point at or
 // before AppliedIndex+1, and ApplyBatch skips the entries already applied.
-// A host whose protocol has no snapshots and re-emits its whole history
-// from index 1 on restart, possibly in another order (EPaxos), cannot
-// resume from AppliedIndex: it calls Reset and applies everything again.
+// A host whose protocol re-emits its history after the newest snapshot
+// on restart possibly in another order (EPaxos) cannot resume from
+// AppliedIndex: it restores the snapshot (RestoreSnapshot), or calls Reset
+// if there is none, and applies everything re-emitted.
 //
 // # Snapshots
 //

@@ -363,8 +363,8 @@ func (s *Store) RestoreSnapshot(r io.Reader) error {
 // Reset replaces the whole state with an empty one (nothing applied,
 // revision 1, no sessions), atomically and durably, as RestoreSnapshot of
 // an empty store's snapshot does. A host whose protocol re-emits every
-// committed entry from index 1 on restart (one without snapshots) calls
-// it before applying them again.
+// committed entry from index 1 on restart, in an order of its own (EPaxos
+// before its first snapshot), calls it before applying them again.
 func (s *Store) Reset() error {
 	return s.RestoreSnapshot(bytes.NewReader(kv.New().Snapshot()))
 }

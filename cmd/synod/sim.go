@@ -76,7 +76,13 @@ Each seed is one reproducible run. In swarm mode (the default) every seed also
 draws its own cluster size, fault mix and rates; flags you set override what
 the seed draws. A run with a violation prints its seed, the command that
 replays it, the last events before the violation, and writes porcupine's HTML
-visualization of the history. The exit code is 1 if any run has a violation.`,
+visualization of the history. The exit code is 1 if any run has a violation.
+
+With --protocol gossip it simulates SWIM membership with Lifeguard and the
+eventually consistent store instead, up to 1,000 nodes, and checks
+membership accuracy, convergence and the store's safety (see package
+sim/gossipsim); 'synod sim gossip-bench' prints its figures, and 'synod sim
+cap' runs one partition against Raft and against the gossip store.`,
 		Example: `  synod sim --seeds 1-100
   synod sim --protocol raft --seed 42 --verbose
   synod sim --seeds 1-1000 --nodes 5 --loss 0.1 --crash 0.01
@@ -86,7 +92,7 @@ visualization of the history. The exit code is 1 if any run has a violation.`,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runSim(cmd, f) },
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&f.protocol, "protocol", "raft", "protocol to simulate: "+strings.Join(sim.ProtocolNames(), ", "))
+	fl.StringVar(&f.protocol, "protocol", "raft", "protocol to simulate: "+strings.Join(sim.ProtocolNames(), ", ")+", "+gossipProtocol)
 	fl.Int64Var(&f.seed, "seed", 1, "run this one seed")
 	fl.StringVar(&f.seeds, "seeds", "", "run a range of seeds, as FIRST-LAST (overrides --seed)")
 	fl.BoolVar(&f.swarm, "swarm", true, "let each seed draw its cluster size, fault mix and rates")
@@ -120,7 +126,8 @@ visualization of the history. The exit code is 1 if any run has a violation.`,
 	fl.StringVar(&f.matrixPath, "latency-matrix", "", "place one node at each site of this RTT matrix file, or built-in matrix ("+
 		strings.Join(sim.BuiltinLatencyMatrices(), ", ")+"), instead of random link latencies; see 'synod sim wan --help' for the format")
 	fl.StringVar(&f.sites, "sites", "", "with --latency-matrix: the sites to use, comma-separated (default: all)")
-	cmd.AddCommand(newSimWANCommand())
+	addGossipSimFlags(fl)
+	cmd.AddCommand(newSimWANCommand(), newSimGossipBenchCommand(), newSimCAPCommand())
 	return cmd
 }
 
@@ -386,6 +393,12 @@ func loadMatrix(path, sites string) (*sim.LatencyMatrix, error) {
 }
 
 func runSim(cmd *cobra.Command, f *simFlags) error {
+	if f.protocol == gossipProtocol {
+		return runGossipSim(cmd, f)
+	}
+	if err := checkProtocolFlags(cmd, false); err != nil {
+		return err
+	}
 	p, err := sim.ProtocolByName(f.protocol)
 	if err != nil {
 		return err

@@ -193,12 +193,16 @@
 //
 // # Not yet implemented (next slices)
 //
-//   - The eventually consistent store on top of the membership (versions
-//     per key, records for the shared WAL), and Merkle-tree anti-entropy
-//     for it; push-pull here exchanges membership only.
-//   - Registration in sim/ and use from node/ and server/: the transport
-//     (datagrams for probes, a stream for push-pull, gossip/wire around
-//     both) and a host Ready loop.
+//   - The eventually consistent store is gossip/store (its own package:
+//     it needs only the live members from here); push-pull here
+//     exchanges membership only. sim/gossipsim runs both under faults.
+//   - Use from node/ and server/: the transport (datagrams for probes, a
+//     stream for push-pull, gossip/wire around both) and a host Ready
+//     loop.
+//   - Join: a node stops retrying its seeds once it knows any live member,
+//     which may be another joiner; with seeds chained through earlier
+//     joiners one lost message can leave two groups that never merge
+//     (sim/gossipsim TestChainSeedsCanSplit). Retry until a seed answers.
 //   - Durable state: the incarnation is not persisted by the core.
 //   - Protection against resurrection after reaping (tombstones), and
 //     against two live nodes claiming one ID (they refute each other

@@ -228,8 +228,8 @@
 //
 // # Not yet implemented
 //
-//   - Registration in sim/ (--protocol gossip) and use from node/ and
-//     server/: the refusals above, the change feed to watchers, and
+//   - Use from node/ and server/ (sim/gossipsim already runs it beside
+//     the membership): the refusals above, the change feed to watchers, and
 //     carrying MsgPush on SWIM messages (gossip's Message has no field
 //     for it yet; until then Tick's own gossip rounds carry writes).
 //   - Snapshots in one record: fine for a start, but a large store wants

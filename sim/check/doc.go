@@ -1,7 +1,10 @@
 // Package check holds the simulator's checkers, kept apart from the code
 // they check: linearizability of a key-value history (with porcupine),
-// election safety, state-machine safety (agreement on every applied index),
-// leader completeness (no committed entry lost), and liveness.
+// election safety, state-machine safety (agreement on every applied index,
+// or per conflict key for a leaderless protocol: KeyOrder), leader
+// completeness (no committed entry lost), liveness, and for the gossip
+// simulation membership accuracy (Membership) and eventual consistency of
+// the store (Eventual).
 //
 // Checkers know nothing about the simulator's internals. They are fed
 // observations (statuses, applied entries, completed client operations) and

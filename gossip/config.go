@@ -61,7 +61,8 @@ type Config struct {
 	// fine (a restarted node refutes the news of its own death).
 	Incarnation uint64
 	// Seeds are nodes to join through: New sends each a push-pull, and the
-	// node sends them again every JoinRetryTicks while it knows no other
+	// node sends them again every JoinRetryTicks until a seed answers (or
+	// every seed is known dead or left), and whenever it knows no other
 	// live member. Entries naming this node are skipped.
 	Seeds []Seed
 
@@ -106,8 +107,8 @@ type Config struct {
 	// random member, scaled up beyond 32 members by 1+⌈log2(N/32)⌉. Zero
 	// turns periodic push-pull off (joining still uses it).
 	PushPullTicks int
-	// JoinRetryTicks is how often a node that knows no other live member
-	// sends push-pull to its seeds again.
+	// JoinRetryTicks is how often a node that is still joining (see
+	// Seeds) sends push-pull to its seeds again.
 	JoinRetryTicks int
 	// ReapTicks is how long a dead or left member is remembered before
 	// it is forgotten. Keep it well above the time an update takes to

@@ -140,8 +140,18 @@
 // # Join, leave, metadata, reaping
 //
 // A node joins by sending push-pull to each of Config.Seeds (address,
-// and ID if known); it sends them again every JoinRetryTicks while it
-// knows no live member, so lost messages only delay a join. Leave
+// and ID if known); it sends them again every JoinRetryTicks until a
+// seed itself has answered one (a push-pull reply from the seed's ID, or
+// from its address if the ID is not known), so lost messages only delay a
+// join. Knowing some live member is not enough: it may be another joiner
+// that heard of this node first, and when seeds chain through earlier
+// joiners, two groups that know each other only through joiners would
+// never merge. A seed that answered has merged this node's push-pull, so
+// the node is then part of its seed's group. Retries also stop if every
+// seed is known dead or left, and start again whenever the node knows no
+// live member. A seed that never answers and is not known dead (gone
+// before this node heard of it) costs one push-pull per JoinRetryTicks;
+// list more than one seed. Leave
 // announces that the node left, at its current incarnation, and sends the
 // news at once to k members; the node then keeps answering and
 // disseminating, but accuses and refutes nobody, until Left reports that
@@ -199,10 +209,6 @@
 //   - Use from node/ and server/: the transport (datagrams for probes, a
 //     stream for push-pull, gossip/wire around both) and a host Ready
 //     loop.
-//   - Join: a node stops retrying its seeds once it knows any live member,
-//     which may be another joiner; with seeds chained through earlier
-//     joiners one lost message can leave two groups that never merge
-//     (sim/gossipsim TestChainSeedsCanSplit). Retry until a seed answers.
 //   - Durable state: the incarnation is not persisted by the core.
 //   - Protection against resurrection after reaping (tombstones), and
 //     against two live nodes claiming one ID (they refute each other

@@ -112,6 +112,9 @@ type Node struct {
 	queue            queue
 	nextPushPullTick uint64
 	nextJoinTick     uint64
+	// seedAnswered: a seed has answered a push-pull, so it knows this
+	// node and join retries may stop (see tickJoin).
+	seedAnswered bool
 
 	msgs   []Outbound
 	events []Event
@@ -297,6 +300,8 @@ func (n *Node) Step(m *Message) error {
 	case MsgPushPull:
 		if !m.Reply {
 			n.send(m.From, m.FromAddr, &Message{Type: MsgPushPull, Reply: true, Updates: n.fullState()}, nil)
+		} else if n.isSeed(m.From, m.FromAddr) {
+			n.seedAnswered = true
 		}
 	case MsgGossip:
 	}
@@ -596,11 +601,54 @@ func (n *Node) join() {
 	n.nextJoinTick = n.now + uint64(n.cfg.JoinRetryTicks)
 }
 
+// tickJoin sends the join again every JoinRetryTicks until a seed itself
+// has answered one: knowing some live member is not enough, since it may
+// be another joiner, and two groups joined only through each other's
+// joiners would never merge. It stops early if every seed is known dead
+// or left, and starts again whenever the node knows no live member.
 func (n *Node) tickJoin() {
-	if n.leaving || n.nlive > 0 || n.now < n.nextJoinTick {
+	if n.leaving || n.now < n.nextJoinTick {
+		return
+	}
+	if n.nlive > 0 && (n.seedAnswered || n.seedsDown()) {
 		return
 	}
 	n.join()
+}
+
+// isSeed reports whether the sender of a message is one of the seeds:
+// by ID if the seed's ID is known, by address otherwise.
+func (n *Node) isSeed(id consensus.NodeID, addr string) bool {
+	for _, s := range n.cfg.Seeds {
+		if s.ID != consensus.None && s.ID == id || s.ID == consensus.None && s.Addr == addr {
+			return true
+		}
+	}
+	return false
+}
+
+// seedsDown reports whether every seed but this node is known dead or
+// left.
+func (n *Node) seedsDown() bool {
+	for _, s := range n.cfg.Seeds {
+		if s.ID == n.id || s.Addr == n.addr {
+			continue
+		}
+		m := n.members[s.ID]
+		if s.ID == consensus.None {
+			m = nil
+			for _, mm := range n.members {
+				if mm.Addr == s.Addr {
+					m = mm
+					break
+				}
+			}
+		}
+		if m == nil || m.State.live() {
+			return false
+		}
+	}
+	return true
 }
 
 func (n *Node) tickPushPull() {

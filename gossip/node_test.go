@@ -644,6 +644,62 @@ func TestJoinRetries(t *testing.T) {
 	}
 }
 
+// TestJoinRetriesUntilSeedAnswers: knowing a live member is not enough
+// to stop joining when that member is not a seed (it may be another
+// joiner): the node keeps asking its seeds until one of them answers, or
+// until every seed is known dead.
+func TestJoinRetriesUntilSeedAnswers(t *testing.T) {
+	joins := func(n *Node, ticks int) int {
+		asked := 0
+		for range ticks {
+			n.Tick()
+			for _, out := range drain(n).Messages {
+				if out.Message.Type == MsgPushPull {
+					if out.Addr != addrOf(1) && out.Addr != addrOf(2) {
+						t.Fatalf("join sent to %s, not a seed", out.Addr)
+					}
+					asked++
+				}
+			}
+		}
+		return asked
+	}
+	n := testNode(t, 9, 0, func(c *Config) { c.Seeds = []Seed{{Addr: addrOf(1)}, {ID: 2, Addr: addrOf(2)}} })
+	n.nextProbeTick = 1 << 40
+	// A non-seed (another joiner) answers and becomes known alive.
+	reply := from(5, MsgPushPull, Update{ID: 5, State: StateAlive, Addr: addrOf(5)})
+	reply.Reply = true
+	step(t, n, reply)
+	// A push-pull reply from seed 2's address under another ID is not seed 2.
+	imp := from(6, MsgPushPull, Update{ID: 6, State: StateAlive, Addr: addrOf(6)})
+	imp.FromAddr, imp.Reply = addrOf(2), true
+	step(t, n, imp)
+	if got := joins(n, 3*n.cfg.JoinRetryTicks); got != 6 {
+		t.Fatalf("%d join messages in 3 retry intervals after a non-seed answered, want 6 (2 seeds each time)", got)
+	}
+	// Seed 2 answers: the join is done.
+	reply = from(2, MsgPushPull, Update{ID: 2, State: StateAlive, Addr: addrOf(2)})
+	reply.Reply = true
+	step(t, n, reply)
+	if got := joins(n, 3*n.cfg.JoinRetryTicks); got != 0 {
+		t.Fatalf("%d join messages after seed 2 answered, want 0", got)
+	}
+
+	// Every seed known dead (seed 1 by its address) also ends the join.
+	n = testNode(t, 9, 0, func(c *Config) { c.Seeds = []Seed{{Addr: addrOf(1)}, {ID: 2, Addr: addrOf(2)}} })
+	n.nextProbeTick = 1 << 40
+	step(t, n, from(5, MsgGossip, Update{ID: 5, State: StateAlive, Addr: addrOf(5)},
+		Update{ID: 1, State: StateAlive, Addr: addrOf(1)}, Update{ID: 2, State: StateAlive, Addr: addrOf(2)}))
+	step(t, n, from(5, MsgGossip, Update{ID: 1, State: StateDead}))
+	if got := joins(n, 2*n.cfg.JoinRetryTicks); got != 4 {
+		t.Fatalf("%d join messages with seed 2 alive, want 4", got)
+	}
+	step(t, n, from(5, MsgGossip, Update{ID: 2, State: StateLeft}))
+	if got := joins(n, 3*n.cfg.JoinRetryTicks); got != 0 {
+		t.Fatalf("%d join messages with every seed dead or left, want 0", got)
+	}
+}
+
 // TestSuspicionWithoutAccuser: news of a suspicion that names nobody
 // still times out, at the longest timeout.
 func TestSuspicionWithoutAccuser(t *testing.T) {

@@ -140,10 +140,9 @@ type Config struct {
 	// that restarts joins through Seeds nodes running at the time.
 	Seeds int
 	// ChainSeeds makes each node join through up to Seeds random earlier
-	// nodes instead. That exposes a limit of gossip's join: a node stops
-	// retrying its seeds as soon as it knows any live member, which may
-	// be another joiner, so one lost join message can split the group in
-	// two that never merge (see TestChainSeedsCanSplit).
+	// nodes instead, so joiners learn of each other before any seed
+	// answers them; gossip keeps retrying until a seed has answered, so
+	// the group still becomes one (TestChainSeedsMerge).
 	ChainSeeds bool
 	// Codec sends every message, and stores every record, through the
 	// cores' codecs.

@@ -33,7 +33,7 @@ func recordSamples() []consensus.Record {
 // instances, holding two instances above it.
 func checkpointSample() Checkpoint {
 	st := &snapState{index: 9, executed: frontier{1: 4, 2: 7}, anyKey: newKeyIndex(false), floor: newKeyIndex(false),
-		keys: map[string]*keyIndex{"k": {last: map[consensus.NodeID]uint64{1: 4, 2: 6}, maxSeq: 8}}}
+		keys: map[string]*keyIndex{"k": {last: []repLast{{1, 4}, {2, 6}}, maxSeq: 8}}}
 	st.anyKey.merge(st.keys["k"])
 	return Checkpoint{Snapshot: consensus.SnapshotMeta{Index: 9, Term: 11, Protocol: st.encode()}, Next: 6,
 		Instances: []Instance{

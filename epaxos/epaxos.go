@@ -2,7 +2,6 @@ package epaxos
 
 import (
 	"fmt"
-	"maps"
 	"slices"
 
 	"github.com/synod-io/synod/consensus"
@@ -54,26 +53,75 @@ type leaderState struct {
 // floored marks the index of a key that may have executed history folded
 // into the replica's floor (see Replica.floor): a command on it depends on
 // the floor too.
+//
+// last is kept sorted by replica, one entry per replica: a cluster has few
+// replicas, and a small slice costs far less than a map per key.
 type keyIndex struct {
-	last    map[consensus.NodeID]uint64
+	last    []repLast
 	maxSeq  uint64
 	floored bool
 }
 
+// repLast is one entry of keyIndex.last: replica rep's highest instance.
+type repLast struct {
+	rep  consensus.NodeID
+	inst uint64
+}
+
+// keyIndexAlloc lets newKeyIndex allocate an index and room for its first
+// entry at once (most keys are touched by one replica's instances).
+type keyIndexAlloc struct {
+	ki  keyIndex
+	buf [1]repLast
+}
+
 func newKeyIndex(floored bool) *keyIndex {
-	return &keyIndex{last: map[consensus.NodeID]uint64{}, floored: floored}
+	a := &keyIndexAlloc{}
+	a.ki.last = a.buf[:0:1]
+	a.ki.floored = floored
+	return &a.ki
+}
+
+// find returns the position of rep in ki.last, or where it would go.
+func (ki *keyIndex) find(rep consensus.NodeID) (int, bool) {
+	for i, e := range ki.last {
+		if e.rep >= rep {
+			return i, e.rep == rep
+		}
+	}
+	return len(ki.last), false
+}
+
+// set makes n replica rep's entry.
+func (ki *keyIndex) set(rep consensus.NodeID, n uint64) {
+	i, ok := ki.find(rep)
+	if ok {
+		ki.last[i].inst = n
+		return
+	}
+	ki.last = slices.Insert(ki.last, i, repLast{rep, n})
+}
+
+// raise raises replica rep's entry to at least n.
+func (ki *keyIndex) raise(rep consensus.NodeID, n uint64) {
+	i, ok := ki.find(rep)
+	if ok {
+		ki.last[i].inst = max(ki.last[i].inst, n)
+		return
+	}
+	ki.last = slices.Insert(ki.last, i, repLast{rep, n})
 }
 
 // add records instance id, with sequence number seq, as touching the key.
 func (ki *keyIndex) add(id InstanceID, seq uint64) {
-	ki.last[id.Replica] = max(ki.last[id.Replica], id.Instance)
+	ki.raise(id.Replica, id.Instance)
 	ki.maxSeq = max(ki.maxSeq, seq)
 }
 
 // merge adds everything o indexes.
 func (ki *keyIndex) merge(o *keyIndex) {
-	for rep, n := range o.last {
-		ki.last[rep] = max(ki.last[rep], n)
+	for _, e := range o.last {
+		ki.raise(e.rep, e.inst)
 	}
 	ki.maxSeq = max(ki.maxSeq, o.maxSeq)
 }
@@ -83,7 +131,7 @@ func (ki *keyIndex) clone() *keyIndex {
 	if ki == nil {
 		return nil
 	}
-	return &keyIndex{last: maps.Clone(ki.last), maxSeq: ki.maxSeq, floored: ki.floored}
+	return &keyIndex{last: slices.Clone(ki.last), maxSeq: ki.maxSeq, floored: ki.floored}
 }
 
 // collect merges the index into attributes being computed for instance id:
@@ -94,8 +142,8 @@ func (ki *keyIndex) collect(id InstanceID, seq *uint64, deps *[]InstanceID) {
 		return
 	}
 	*seq = max(*seq, ki.maxSeq)
-	for rep, n := range ki.last {
-		if d := (InstanceID{rep, n}); d != id {
+	for _, e := range ki.last {
+		if d := (InstanceID{e.rep, e.inst}); d != id {
 			// The instance itself may be indexed already (a retransmitted
 			// or recovered PreAccept); its earlier instances are reached
 			// through the same-space chain of the executor.
@@ -332,7 +380,7 @@ func (r *Replica) install(in Instance) *inst {
 	}
 	wasCommitted := it.Status == StatusCommitted
 	it.Instance = in
-	it.keys = conflictKeys(in.Commands())
+	it.keys = in.conflictKeys()
 	if len(it.keys) > 0 {
 		for _, k := range it.keys {
 			ki := r.keys[k]
@@ -431,7 +479,13 @@ func (r *Replica) broadcast(m func() *Msg, skip map[consensus.NodeID]bool) {
 // command keeps its own Session, Keys and Data: it executes as one entry
 // of Ready.Committed, after the commands proposed before it in its batch.
 func (r *Replica) Propose(cmd consensus.Command) error {
-	cmd.Keys = slices.Compact(slices.Sorted(slices.Values(cmd.Keys)))
+	if len(cmd.Keys) == 0 {
+		cmd.Keys = nil
+	} else {
+		keys := slices.Clone(cmd.Keys)
+		slices.Sort(keys)
+		cmd.Keys = slices.Compact(keys)
+	}
 	size := (&consensus.Entry{Command: cmd}).Size()
 	if len(r.pending) > 0 && (len(r.pending) >= r.cfg.BatchCommandsMax || r.pendingBytes+size > r.cfg.BatchBytesMax) {
 		if r.inflight >= r.cfg.InflightMax {
@@ -451,7 +505,7 @@ func (r *Replica) startPending() {
 	id := InstanceID{r.id, r.next}
 	r.next++
 	first, batched := splitCommands(cmds)
-	seq, deps := r.attributes(id, conflictKeys(cmds))
+	seq, deps := r.attributes(id, keysOf(true, &first, batched))
 	b := Ballot{Node: r.id}
 	it := r.install(Instance{ID: id, Status: StatusPreAccepted, Promised: b, Accepted: b, Command: first, Batched: batched, Seq: seq, Deps: deps})
 	it.lead = &leaderState{ballot: b, origSeq: seq, origDeps: slices.Clone(deps), seq: seq, deps: slices.Clone(deps), replied: map[consensus.NodeID]bool{}}
@@ -617,7 +671,7 @@ func (r *Replica) onPreAccept(from consensus.NodeID, m *Msg) {
 		r.send(from, &Msg{Type: MsgPreAcceptOK, Ballot: m.Ballot, ID: m.ID, Seq: it.Seq, Deps: slices.Clone(it.Deps), Changed: it.Seq != m.Seq || !slices.Equal(it.Deps, m.Deps)})
 		return
 	}
-	seq, deps := r.attributes(m.ID, conflictKeys(m.commands()))
+	seq, deps := r.attributes(m.ID, m.conflictKeys())
 	if r.cfg.bug == bugPreAcceptIgnoresConflicts {
 		seq, deps = 0, nil
 	}

@@ -71,12 +71,25 @@ func (e *executor) init(r *Replica) {
 	e.reset()
 }
 
+// The walk's maps and stacks are reused (a walk is started per root); maps
+// that grew large are dropped rather than cleared, so that clearing stays
+// cheap.
 func (e *executor) reset() {
-	e.index = map[InstanceID]int{}
-	e.low = map[InstanceID]int{}
-	e.onStack = map[InstanceID]bool{}
-	e.stack = nil
-	e.frames = nil
+	const reuseMax = 256
+	if e.index == nil || len(e.index) > reuseMax {
+		e.index = map[InstanceID]int{}
+		e.low = map[InstanceID]int{}
+		e.onStack = map[InstanceID]bool{}
+	} else {
+		clear(e.index)
+		clear(e.low)
+		clear(e.onStack)
+	}
+	if cap(e.stack) > reuseMax {
+		e.stack, e.frames = nil, nil
+	}
+	e.stack = e.stack[:0]
+	e.frames = e.frames[:0]
 	e.counter = 0
 }
 
@@ -254,25 +267,34 @@ func (e *executor) execute(r *Replica, scc []InstanceID) {
 	if r.cfg.bug != bugSCCUnordered { // else Tarjan's stack order: depends on the walk
 		slices.SortFunc(scc, func(a, b InstanceID) int { return execKeyCompare(r.insts[a], r.insts[b]) })
 	}
-	before := map[consensus.NodeID]uint64{}
-	count := map[consensus.NodeID]uint64{}
+	// Each space's frontier before, and how many of its instances the
+	// component holds (a few spaces at most: a slice, not maps).
+	type spaceCount struct {
+		rep           consensus.NodeID
+		before, count uint64
+	}
+	var spacesBuf [4]spaceCount
+	spaces := spacesBuf[:0]
 	for _, id := range scc {
-		if _, ok := before[id.Replica]; !ok {
-			before[id.Replica] = r.executedTo[id.Replica]
+		i := slices.IndexFunc(spaces, func(s spaceCount) bool { return s.rep == id.Replica })
+		if i < 0 {
+			i = len(spaces)
+			spaces = append(spaces, spaceCount{rep: id.Replica, before: r.executedTo[id.Replica]})
 		}
-		count[id.Replica]++
+		spaces[i].count++
 	}
 	for _, id := range scc {
 		it := r.insts[id]
-		for _, cmd := range it.Commands() {
+		it.eachCommand(func(cmd *consensus.Command) bool {
 			r.applied++
 			r.sinceSnap++
 			r.executed = append(r.executed, consensus.Entry{
 				Index:   r.applied,
 				Type:    consensus.EntryNormal,
-				Command: cmd,
+				Command: *cmd,
 			})
-		}
+			return true
+		})
 		r.executedTo[id.Replica] = max(r.executedTo[id.Replica], id.Instance)
 		if len(it.keys) > 0 {
 			for _, k := range it.keys {
@@ -288,9 +310,9 @@ func (e *executor) execute(r *Replica, scc []InstanceID) {
 	}
 	// The component holds every instance between the old frontier and the
 	// new one of each space it touches (see executor).
-	for rep, n := range count {
-		if r.executedTo[rep]-before[rep] != n {
-			panic(fmt.Sprintf("epaxos %d: executed %d instances of space %d, moving its frontier from %d to %d", r.id, n, rep, before[rep], r.executedTo[rep]))
+	for _, s := range spaces {
+		if r.executedTo[s.rep]-s.before != s.count {
+			panic(fmt.Sprintf("epaxos %d: executed %d instances of space %d, moving its frontier from %d to %d", r.id, s.count, s.rep, s.before, r.executedTo[s.rep]))
 		}
 	}
 	if r.cfg.Snapshots != nil && r.sinceSnap >= r.cfg.SnapshotEntries {

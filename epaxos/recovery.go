@@ -424,7 +424,7 @@ func (r *Replica) tryLocal(it *inst, b Ballot, a *Msg) (ok bool, conflict Instan
 		return true, InstanceID{}, false
 	}
 	var found *inst
-	keys := conflictKeys(a.commands())
+	keys := a.conflictKeys()
 	for gid, g := range r.insts {
 		if gid == it.ID || g.Status == StatusNone || g.NoOp || !keysConflict(g.keys, keys) {
 			continue

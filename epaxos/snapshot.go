@@ -106,11 +106,10 @@ const keyIndexBytesMin = 2
 
 func appendKeyIndex(buf []byte, ki *keyIndex) []byte {
 	buf = binary.AppendUvarint(buf, ki.maxSeq)
-	reps := slices.Sorted(maps.Keys(ki.last))
-	buf = binary.AppendUvarint(buf, uint64(len(reps)))
-	for _, rep := range reps {
-		buf = binary.AppendUvarint(buf, uint64(rep))
-		buf = binary.AppendUvarint(buf, ki.last[rep])
+	buf = binary.AppendUvarint(buf, uint64(len(ki.last)))
+	for _, e := range ki.last { // sorted by replica
+		buf = binary.AppendUvarint(buf, uint64(e.rep))
+		buf = binary.AppendUvarint(buf, e.inst)
 	}
 	return buf
 }
@@ -122,7 +121,7 @@ func readKeyIndex(d *consensus.Decoder) *keyIndex {
 	for range n {
 		rep, inst := consensus.NodeID(d.Uvarint()), d.Uvarint()
 		if d.Err() == nil {
-			ki.last[rep] = inst
+			ki.set(rep, inst)
 		}
 	}
 	return ki
@@ -195,8 +194,8 @@ func decodeState(b []byte) (*snapState, error) {
 	}
 	// Every instance an index names is executed, so within the frontier.
 	check := func(what string, ki *keyIndex) error {
-		for rep, inst := range ki.last {
-			if id := (InstanceID{rep, inst}); !st.executed.covers(id) {
+		for _, e := range ki.last {
+			if id := (InstanceID{e.rep, e.inst}); !st.executed.covers(id) {
 				return fmt.Errorf("%w: epaxos snapshot state %s names %v, beyond its frontier %v", consensus.ErrMalformed, what, id, st.executed)
 			}
 		}

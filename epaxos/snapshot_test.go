@@ -297,7 +297,7 @@ func TestSnapshotStateFolds(t *testing.T) {
 
 func TestSnapshotStateRoundTrip(t *testing.T) {
 	st := &snapState{index: 12, executed: frontier{1: 4, 3: 9}, anyKey: newKeyIndex(false), floor: newKeyIndex(false),
-		keys: map[string]*keyIndex{"a": {last: map[consensus.NodeID]uint64{1: 3}, maxSeq: 5}, "": {last: map[consensus.NodeID]uint64{3: 9, 1: 4}, maxSeq: 7}}}
+		keys: map[string]*keyIndex{"a": {last: []repLast{{1, 3}}, maxSeq: 5}, "": {last: []repLast{{1, 4}, {3, 9}}, maxSeq: 7}}}
 	st.anyKey.add(InstanceID{1, 4}, 7)
 	st.anyKey.add(InstanceID{3, 9}, 6)
 	st.floor.add(InstanceID{3, 2}, 2)
@@ -315,7 +315,7 @@ func TestSnapshotStateRoundTrip(t *testing.T) {
 		}
 	}
 	// An index naming an instance beyond the frontier is refused.
-	st.keys["b"] = &keyIndex{last: map[consensus.NodeID]uint64{1: 5}}
+	st.keys["b"] = &keyIndex{last: []repLast{{1, 5}}}
 	if _, err := decodeState(st.encode()); err == nil {
 		t.Fatal("decoded an index beyond the frontier")
 	}
@@ -484,7 +484,8 @@ func TestInstalledConflictIndex(t *testing.T) {
 	if len(ok) != 1 {
 		t.Fatalf("no PreAcceptOK: %v", ok)
 	}
-	for rep, n := range latest.last {
+	for _, e := range latest.last {
+		rep, n := e.rep, e.inst
 		if !covers(ok[0].Deps, InstanceID{rep, n}) {
 			t.Fatalf("after installing a snapshot, a command on k1 depends on %v, not on the latest instance %v", ok[0].Deps, InstanceID{rep, n})
 		}

@@ -169,10 +169,16 @@ func (in *Instance) Commands() []consensus.Command {
 	return commandsOf(in.Status != StatusNone && !in.NoOp, &in.Command, in.Batched)
 }
 
+// conflictKeys is conflictKeys(in.Commands()), possibly sharing the
+// command's Keys (see keysOf); callers must not modify it.
+func (in *Instance) conflictKeys() []string {
+	return keysOf(in.Status != StatusNone && !in.NoOp, &in.Command, in.Batched)
+}
+
 // String formats the record for traces.
 func (in Instance) String() string {
 	return fmt.Sprintf("Instance %v %v promised=%v accepted=%v noop=%t seq=%d deps=%s changed=%t commands=%d keys=%q",
-		in.ID, in.Status, in.Promised, in.Accepted, in.NoOp, in.Seq, formatDeps(in.Deps), in.Changed, 1+len(in.Batched), conflictKeys(in.Commands()))
+		in.ID, in.Status, in.Promised, in.Accepted, in.NoOp, in.Seq, formatDeps(in.Deps), in.Changed, 1+len(in.Batched), in.conflictKeys())
 }
 
 // commandsOf is the command list of an instance or message whose first
@@ -196,6 +202,65 @@ func splitCommands(cmds []consensus.Command) (first consensus.Command, batched [
 		batched = slices.Clone(cmds[1:])
 	}
 	return cmds[0], batched
+}
+
+// eachCommand calls f with the instance's commands in execution order
+// (those Commands returns) without building a slice; it stops early if f
+// returns false.
+func (in *Instance) eachCommand(f func(*consensus.Command) bool) {
+	if in.Status == StatusNone || in.NoOp {
+		return
+	}
+	if !f(&in.Command) {
+		return
+	}
+	for i := range in.Batched {
+		if !f(&in.Batched[i]) {
+			return
+		}
+	}
+}
+
+// keysOf is conflictKeys(commandsOf(hasCommands, first, batched)) without
+// building the command list. An unbatched command whose keys are sorted
+// and duplicate-free already (as Propose makes them) has its own Keys
+// returned: callers only read conflict keys, never modify them.
+func keysOf(hasCommands bool, first *consensus.Command, batched []consensus.Command) []string {
+	if !hasCommands {
+		return nil
+	}
+	if len(batched) == 0 {
+		if len(first.Keys) == 0 {
+			return nil
+		}
+		if sortedUnique(first.Keys) {
+			return first.Keys
+		}
+	}
+	n := len(first.Keys)
+	for i := range batched {
+		n += len(batched[i].Keys)
+	}
+	if n == 0 {
+		return nil
+	}
+	keys := make([]string, 0, n)
+	keys = append(keys, first.Keys...)
+	for i := range batched {
+		keys = append(keys, batched[i].Keys...)
+	}
+	slices.Sort(keys)
+	return slices.Compact(keys)
+}
+
+// sortedUnique reports whether keys are strictly increasing.
+func sortedUnique(keys []string) bool {
+	for i := 1; i < len(keys); i++ {
+		if keys[i-1] >= keys[i] {
+			return false
+		}
+	}
+	return true
 }
 
 // conflictKeys is the union of the commands' keys, sorted and without
@@ -379,6 +444,12 @@ func (m *Msg) MessageType() string { return "epaxos." + m.Type.String() }
 // have any.
 func (m *Msg) commands() []consensus.Command {
 	return commandsOf(!m.NoOp, &m.Command, m.Batched)
+}
+
+// conflictKeys is conflictKeys(m.commands()), possibly sharing the
+// command's Keys (see keysOf); callers must not modify it.
+func (m *Msg) conflictKeys() []string {
+	return keysOf(!m.NoOp, &m.Command, m.Batched)
 }
 
 // setCommands makes the message carry cmds.

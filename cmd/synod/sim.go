@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"os"
@@ -439,39 +440,13 @@ func runSim(cmd *cobra.Command, f *simFlags) error {
 	}
 
 	start := time.Now()
-	seeds := make(chan int64)
-	results := make(chan *sim.Result)
-	errs := make(chan error, f.parallel)
-	var wg sync.WaitGroup
-	for range min(f.parallel, count) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for seed := range seeds {
-				cfg, err := configFor(cmd, f, p, seed)
-				if err == nil {
-					var r *sim.Result
-					if r, err = sim.Run(cfg); err == nil {
-						results <- r
-						continue
-					}
-				}
-				errs <- fmt.Errorf("seed %d: %w", seed, err)
-				return
-			}
-		}()
-	}
-	go func() {
-		defer close(seeds)
-		for s := first; s <= last; s++ {
-			select {
-			case seeds <- s:
-			case <-cmd.Context().Done():
-				return
-			}
+	results, errs := runSeeds(cmd.Context(), f.parallel, first, last, func(seed int64) (*sim.Result, error) {
+		cfg, err := configFor(cmd, f, p, seed)
+		if err != nil {
+			return nil, err
 		}
-	}()
-	go func() { wg.Wait(); close(results) }()
+		return sim.Run(cfg)
+	})
 
 	sum := &summary{violationsByChecker: map[string]int{}, nodesSeen: map[int]int{}}
 	for r := range results {
@@ -517,4 +492,40 @@ func runSim(cmd *cobra.Command, f *simFlags) error {
 		return &exitError{code: 1}
 	}
 	return nil
+}
+
+// runSeeds runs run for every seed in first..last on up to parallel
+// goroutines and passes each result to the returned channel, which closes
+// when every run is done or one failed; errs holds the first failure (a
+// run that returned an error, such as an invalid configuration). Runs stop
+// being started once ctx is done.
+func runSeeds[R any](ctx context.Context, parallel int, first, last int64, run func(seed int64) (R, error)) (results <-chan R, errs <-chan error) {
+	seeds := make(chan int64)
+	out := make(chan R)
+	errc := make(chan error, parallel)
+	var wg sync.WaitGroup
+	for range min(parallel, int(last-first+1)) {
+		wg.Go(func() {
+			for seed := range seeds {
+				r, err := run(seed)
+				if err != nil {
+					errc <- fmt.Errorf("seed %d: %w", seed, err)
+					return
+				}
+				out <- r
+			}
+		})
+	}
+	go func() {
+		defer close(seeds)
+		for s := first; s <= last; s++ {
+			select {
+			case seeds <- s:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	go func() { wg.Wait(); close(out) }()
+	return out, errc
 }

@@ -7,7 +7,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/schollz/progressbar/v3"
@@ -268,39 +267,13 @@ func runGossipSim(cmd *cobra.Command, f *simFlags) error {
 			progressbar.OptionSetPredictTime(true), progressbar.OptionClearOnFinish())
 	}
 	start := time.Now()
-	seeds := make(chan int64)
-	results := make(chan *gossipsim.Result)
-	errs := make(chan error, f.parallel)
-	var wg sync.WaitGroup
-	for range min(f.parallel, count) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for seed := range seeds {
-				cfg, err := gossipConfigFor(cmd, f, seed)
-				if err == nil {
-					var r *gossipsim.Result
-					if r, err = gossipsim.Run(cfg); err == nil {
-						results <- r
-						continue
-					}
-				}
-				errs <- fmt.Errorf("seed %d: %w", seed, err)
-				return
-			}
-		}()
-	}
-	go func() {
-		defer close(seeds)
-		for s := first; s <= last; s++ {
-			select {
-			case seeds <- s:
-			case <-cmd.Context().Done():
-				return
-			}
+	results, errs := runSeeds(cmd.Context(), f.parallel, first, last, func(seed int64) (*gossipsim.Result, error) {
+		cfg, err := gossipConfigFor(cmd, f, seed)
+		if err != nil {
+			return nil, err
 		}
-	}()
-	go func() { wg.Wait(); close(results) }()
+		return gossipsim.Run(cfg)
+	})
 
 	sum := &gossipSummary{sizes: map[int]int{}, violationsByChecker: map[string]int{}}
 	for r := range results {

@@ -80,10 +80,20 @@ func writeIdentity(dir, p string, id *identity) error {
 		return err
 	}
 	data = append(data, '\n')
+	if err := writeFileDurably(dir, p, data); err != nil {
+		return fmt.Errorf("node: writing identity file %s: %w", p, err)
+	}
+	return nil
+}
+
+// writeFileDurably replaces the file p in directory dir with data, so that
+// a crash leaves either the old file or the new one: it writes a
+// temporary file, syncs it, renames it into place and syncs dir.
+func writeFileDurably(dir, p string, data []byte) error {
 	tmp := p + ".tmp"
 	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o644)
 	if err != nil {
-		return fmt.Errorf("node: writing identity file: %w", err)
+		return err
 	}
 	_, err = f.Write(data)
 	if err == nil {
@@ -100,9 +110,8 @@ func writeIdentity(dir, p string, id *identity) error {
 	}
 	if err != nil {
 		os.Remove(tmp)
-		return fmt.Errorf("node: writing identity file %s: %w", p, err)
 	}
-	return nil
+	return err
 }
 
 func syncDir(dir string) error {

@@ -86,6 +86,7 @@ import (
 	"time"
 
 	"github.com/synod-io/synod/consensus"
+	"github.com/synod-io/synod/gossip"
 	"github.com/synod-io/synod/kv"
 	"github.com/synod-io/synod/storage/durable"
 	"github.com/synod-io/synod/storage/kvstore"
@@ -131,6 +132,8 @@ type Node struct {
 	snaps   *durable.Snapshots
 	kv      *kvstore.Store
 	tr      transport.Transport
+	// swim is the node's SWIM membership (swim.go).
+	swim *membership
 	// applied is the index (and term) of the last entry handed to the
 	// state machine by the replica (or of the snapshot restored).
 	applied, appliedTerm uint64
@@ -236,6 +239,10 @@ func Start(cfg Config) (*Node, error) {
 		return nil, err
 	}
 	n.watch.Reset(n.revision.Load())
+	if n.swim, err = newMembership(&n.cfg, n.log); err != nil {
+		n.closeStorage()
+		return nil, err
+	}
 	newTransport := cfg.Transport
 	if newTransport == nil {
 		newTransport = n.grpcTransport
@@ -399,7 +406,7 @@ func (n *Node) grpcTransport(h transport.Handler) (transport.Transport, error) {
 		ID:        n.cfg.ID,
 		Peers:     peers,
 		Listener:  n.cfg.PeerListener,
-		Codec:     n.proto.messages,
+		Codec:     peerCodec{replica: n.proto.messages},
 		// The protocol keeps its messages within this (protocol.go).
 		MessageBytesMax: MessageBytesMax,
 		Handler:         h,
@@ -436,6 +443,7 @@ func (n *Node) run() {
 			return
 		case <-ticker.C:
 			n.replica.Tick()
+			n.swim.tick()
 			n.ticks++
 			if n.ticks%sweepTicks == 0 {
 				n.sweep()
@@ -459,6 +467,9 @@ func (n *Node) run() {
 			n.drainRequests(n.cfg.ProposalBatchMax-1, 0)
 		}
 		more, err := n.handleReady()
+		if err == nil {
+			err = n.flushMembership()
+		}
 		if err != nil {
 			n.fail(err)
 			return
@@ -491,6 +502,10 @@ func (n *Node) drainRequests(max, bytes int) {
 
 func (n *Node) step(m consensus.Message) {
 	n.metrics.received(m)
+	if gm, ok := m.Payload.(*gossip.Message); ok {
+		n.swim.step(gm)
+		return
+	}
 	if err := n.replica.Step(m); err != nil {
 		n.log.Debug("dropped a peer message", "from", m.From, "err", err)
 	}
@@ -583,6 +598,16 @@ func (n *Node) handleReady() (more bool, err error) {
 		return true, nil
 	}
 	return false, fmt.Errorf("node: the replica produced %d Readys in a row without settling (a bug)", readyLoopsMax)
+}
+
+// flushMembership sends SWIM's messages.
+func (n *Node) flushMembership() error {
+	msgs, err := n.swim.flush()
+	if len(msgs) > 0 {
+		n.metrics.sent(msgs)
+		n.tr.Send(msgs)
+	}
+	return err
 }
 
 // apply applies committed entries to the key-value store in one batch and
@@ -965,6 +990,9 @@ type Status struct {
 	// DBSizeBytes is the size of the key-value store's files; WALSizeBytes
 	// of the write-ahead log's (preallocated segments count in full).
 	DBSizeBytes, WALSizeBytes int64
+	// Membership is the member's SWIM view: every member's liveness as
+	// this one sees it, and its own local health.
+	Membership MembershipStatus
 }
 
 // Status returns the node's current status.
@@ -978,6 +1006,7 @@ func (n *Node) Status() Status {
 		Revision:     n.revision.Load(),
 		DBSizeBytes:  db,
 		WALSizeBytes: walBytes,
+		Membership:   n.swim.snapshot(),
 	}
 }
 

@@ -2,6 +2,13 @@
 // Maintenance.Status, Cluster.MemberList), so that etcdctl,
 // etcd's Go client and etcd's benchmark tool work against it, and serves
 // HTTP /metrics, /health and /status on a separate port.
+//
+// Under a consensus protocol (raft, multipaxos, epaxos) the server offers
+// etcd's guarantees, forwarding to the leader what a follower cannot
+// serve. Under ProtocolGossip, an eventually consistent store, every
+// member serves its requests from its own replica, reads included, and
+// the server refuses what that mode cannot honour: compares, reads and
+// watches at a revision, and Compact (see eventual.go).
 package server
 
 import (
@@ -81,7 +88,9 @@ type NodeStatus struct {
 	ClusterID uint64
 	MemberID  consensus.NodeID
 	Name      string
-	Protocol  string
+	// Protocol names the replication protocol ("raft", "epaxos", …);
+	// ProtocolGossip puts the server in eventually consistent mode.
+	Protocol string
 	// Replica is the protocol core's status (role, term, leader, commit,
 	// applied, progress of followers on a leader).
 	Replica consensus.Status

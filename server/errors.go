@@ -34,6 +34,17 @@ var (
 	errRevisionInWriteTxn     = status.Error(codes.InvalidArgument, "etcdserver: a range with a revision inside a writing transaction is not supported by synod (no revision history)")
 )
 
+// Refusals of eventually consistent mode (ProtocolGossip; see eventual.go),
+// codes.InvalidArgument like the others. The watch refusal is a cancel
+// reason (errWatchEventualRevision in watch.go).
+var (
+	errEventualCompare = status.Error(codes.InvalidArgument, "etcdserver: transactions with compares are not supported in eventually consistent mode (gossip): "+
+		"a compare would be checked against one replica only and could not guard the write; use a consensus protocol (raft, multipaxos, epaxos) for compare-and-swap")
+	errEventualRevision = status.Error(codes.InvalidArgument, "etcdserver: reads at a revision are not supported in eventually consistent mode (gossip): "+
+		"revisions are local to each replica and there is no history; read without a revision")
+	errEventualCompact = status.Error(codes.InvalidArgument, "etcdserver: compaction is not supported in eventually consistent mode (gossip): there is no revision history")
+)
+
 // toGRPCError maps an error from the backend or the kv state machine to the
 // error etcd returns in the same situation, so that clientv3 reacts to it
 // as it would to etcd (retrying Unavailable reads, surfacing the rest).

@@ -29,14 +29,34 @@ type fakeBackend struct {
 	store  *kv.Store
 	index  uint64
 	leader consensus.NodeID
-	// proposals counts the requests proposed here (applied locally).
-	proposals int
+	// protocol is what Status reports ("fake" unless setProtocol).
+	protocol string
+	// peer makes Status report a leaderless member: role peer, no leader.
+	peer bool
+	// proposals counts the requests proposed here (applied locally);
+	// reads the calls of Read.
+	proposals, reads int
 	// watch is the history of changes Watch reads (see watch_test.go).
 	watch *node.WatchHub
 }
 
 func newFakeBackend(id consensus.NodeID, cluster *fakeCluster) *fakeBackend {
-	return &fakeBackend{id: id, cluster: cluster, store: kv.New(), leader: id, watch: node.NewWatchHub(1, 0, 0)}
+	return &fakeBackend{id: id, cluster: cluster, store: kv.New(), leader: id, protocol: "fake", watch: node.NewWatchHub(1, 0, 0)}
+}
+
+// setProtocol sets the protocol Status reports; peer makes the member
+// leaderless (consensus.RolePeer).
+func (b *fakeBackend) setProtocol(protocol string, peer bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.protocol, b.peer = protocol, peer
+}
+
+// calls returns how many requests reached Propose or Read.
+func (b *fakeBackend) calls() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.proposals + b.reads
 }
 
 func (b *fakeBackend) setLeader(id consensus.NodeID) {
@@ -82,6 +102,7 @@ func (b *fakeBackend) Read(ctx context.Context, req kv.Request, linearizable boo
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	b.reads++
 	if linearizable && b.leader != b.id {
 		return kv.Result{}, &consensus.NotLeaderError{Leader: b.leader}
 	}
@@ -91,17 +112,20 @@ func (b *fakeBackend) Read(ctx context.Context, req kv.Request, linearizable boo
 func (b *fakeBackend) Status() server.NodeStatus {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	role := consensus.RoleFollower
-	if b.leader == b.id {
+	role, leader := consensus.RoleFollower, b.leader
+	switch {
+	case b.peer:
+		role, leader = consensus.RolePeer, consensus.None
+	case b.leader == b.id:
 		role = consensus.RoleLeader
 	}
 	return server.NodeStatus{
 		ClusterID: 0xc1,
 		MemberID:  b.id,
 		Name:      "n" + b.id.String(),
-		Protocol:  "fake",
+		Protocol:  b.protocol,
 		Replica: consensus.Status{
-			ID: b.id, Role: role, Term: 3, Leader: b.leader,
+			ID: b.id, Role: role, Term: 3, Leader: leader,
 			Commit: b.index, Applied: b.index, LastIndex: b.index,
 		},
 		Revision:    b.store.Revision(),

@@ -27,7 +27,8 @@ type response interface {
 
 // run serves req on the backend (Propose if write, else Read) and builds
 // the response with local; if the backend is not the leader and names one,
-// it forwards the original request to the leader with remote instead.
+// it forwards the original request to the leader with remote instead
+// (never in eventually consistent mode: see eventual.go).
 func run[R response](s *Server, ctx context.Context, req kv.Request, write, linearizable bool,
 	local func(res *kv.Result) (R, error),
 	remote func(ctx context.Context, c pb.KVClient) (R, error),
@@ -51,7 +52,7 @@ func run[R response](s *Server, ctx context.Context, req kv.Request, write, line
 		return local(&res)
 	}
 	var nl *consensus.NotLeaderError
-	if !errors.As(err, &nl) || nl.Leader == consensus.None {
+	if !errors.As(err, &nl) || nl.Leader == consensus.None || s.noForward(ctx) {
 		return zero, toGRPCError(ctx, tctx, err)
 	}
 	t, err := s.fwd.to(tctx, ctx, nl.Leader)
@@ -73,8 +74,13 @@ func run[R response](s *Server, ctx context.Context, req kv.Request, write, line
 // Range reads keys. Serializable reads are served from this member's state;
 // others are linearizable (forwarded to the leader when this member cannot
 // confirm a read point; under EPaxos ordered through the log by this
-// member). See checkRevision for Range.revision.
+// member). See checkRevision for Range.revision. In eventually consistent
+// mode every read is served from this member's replica, linearizable or
+// not, and a Range with a revision is refused (eventual.go).
 func (k *kvService) Range(ctx context.Context, r *pb.RangeRequest) (*pb.RangeResponse, error) {
+	if err := k.s.checkEventualRange(r); err != nil {
+		return nil, err
+	}
 	p, err := planRange(r)
 	if err != nil {
 		return nil, err
@@ -147,8 +153,14 @@ func (k *kvService) DeleteRange(ctx context.Context, r *pb.DeleteRangeRequest) (
 
 // Txn runs a transaction with at most one compare (see planTxn). A Txn
 // whose branches only read is served as a read: serializable if all its
-// ranges are, else linearizable.
+// ranges are, else linearizable. In eventually consistent mode a Txn with
+// a compare, or with a Range at a revision, is refused; one without is
+// passed to the backend, which applies its operations one by one on this
+// member's replica (eventual.go).
 func (k *kvService) Txn(ctx context.Context, r *pb.TxnRequest) (*pb.TxnResponse, error) {
+	if err := k.s.checkEventualTxn(r); err != nil {
+		return nil, err
+	}
 	p, err := planTxn(r)
 	if err != nil {
 		return nil, err
@@ -186,7 +198,12 @@ func txnSerializable(r *pb.TxnRequest) bool {
 // with local revisions (EPaxos) the current revision is the serving
 // member's own; Compact then only checks the revision against it, and
 // removes nothing on any member, since no member keeps older revisions.
+// In eventually consistent mode Compact is refused, whatever the revision
+// (eventual.go).
 func (k *kvService) Compact(ctx context.Context, r *pb.CompactionRequest) (*pb.CompactionResponse, error) {
+	if k.s.eventual() {
+		return nil, errEventualCompact
+	}
 	probe := kv.Request{Range: &kv.RangeRequest{Key: []byte{0}, CountOnly: true}}
 	return run(k.s, ctx, probe, false, true,
 		func(res *kv.Result) (*pb.CompactionResponse, error) {

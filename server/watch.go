@@ -50,6 +50,10 @@ var (
 	errWatchNegativeRev  = errors.New("etcdserver: watch start_revision must not be negative")
 	errWatchTooMany      = errors.New("etcdserver: too many watchers on this stream")
 	errWatchUnknownEvent = errors.New("etcdserver: unknown watch filter")
+	// errWatchEventualRevision refuses a start_revision in eventually
+	// consistent mode (ProtocolGossip).
+	errWatchEventualRevision = errors.New("etcdserver: watch from a revision is not supported in eventually consistent mode (gossip): " +
+		"there is no history to replay; watch from now (start_revision 0)")
 )
 
 // watchService is etcd's Watch service. Each stream is served by one
@@ -68,6 +72,8 @@ var (
 // member's revision, events come in this member's order (each key's in the
 // same order on every member), and a revision learned from another member,
 // or from this one before it restarted, names no particular point here.
+// In eventually consistent mode (ProtocolGossip) there is no history to
+// replay, so a create with a start_revision is refused (eventual.go).
 type watchService struct {
 	pb.UnimplementedWatchServer
 	s *Server
@@ -266,7 +272,8 @@ func (st *watchStream) handle(req *pb.WatchRequest) error {
 
 // create registers a watcher and answers with its created response. A
 // refused create gets a created and canceled response with watch ID -1
-// and the reason, as etcd sends.
+// and the reason, as etcd sends; clientv3 closes the watch channel with a
+// response whose Err carries the reason.
 func (st *watchStream) create(cr *pb.WatchCreateRequest) error {
 	w := &watcher{key: cr.Key, end: cr.RangeEnd, prevKV: cr.PrevKv, fragment: cr.Fragment,
 		progressNotify: cr.ProgressNotify, idle: true}
@@ -295,6 +302,9 @@ func (st *watchStream) create(cr *pb.WatchCreateRequest) error {
 	}
 	if cr.StartRevision < 0 {
 		return refuse(errWatchNegativeRev)
+	}
+	if cr.StartRevision != 0 && st.s.eventual() {
+		return refuse(errWatchEventualRevision)
 	}
 	if len(st.watchers) >= watchersPerStreamMax {
 		return refuse(errWatchTooMany)

@@ -210,12 +210,17 @@ func (c Config) Validate() error {
 	if c.DataDir == "" {
 		return errors.New("node: Config.DataDir is empty")
 	}
-	proto, err := lookupProtocol(c.Protocol)
-	if err != nil {
-		return err
+	var proto protocol
+	peersMax := gossipPeersMax
+	if c.Protocol != Gossip {
+		var err error
+		if proto, err = lookupProtocol(c.Protocol); err != nil {
+			return err
+		}
+		peersMax = proto.peersMax
 	}
-	if len(c.Peers) == 0 || len(c.Peers) > proto.peersMax {
-		return fmt.Errorf("node: Config.Peers lists %d members; %s allows 1..%d", len(c.Peers), c.Protocol, proto.peersMax)
+	if len(c.Peers) == 0 || len(c.Peers) > peersMax {
+		return fmt.Errorf("node: Config.Peers lists %d members; %s allows 1..%d", len(c.Peers), c.Protocol, peersMax)
 	}
 	self := false
 	ids := map[consensus.NodeID]string{}
@@ -300,6 +305,9 @@ func (c Config) Validate() error {
 	}
 	if c.WatchHistoryBytes < 1 || c.WatchHistoryBytes > WatchHistoryBytesMax {
 		return fmt.Errorf("node: Config.WatchHistoryBytes is %d; allowed 1..%d", c.WatchHistoryBytes, int64(WatchHistoryBytesMax))
+	}
+	if c.Protocol == Gossip {
+		return nil // no replica: the store's settings are fixed (gossipnode.go)
 	}
 	// Last, the protocol's own limits on what the node hands it.
 	s := c.replicaSettings(rand.New(rand.NewPCG(0, 0)), consensus.DiscardLogger, nil)

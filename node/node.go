@@ -392,8 +392,14 @@ func (n *Node) readRevision() int64 {
 
 // grpcTransport starts the gRPC transport to the configured peers.
 func (n *Node) grpcTransport(h transport.Handler) (transport.Transport, error) {
-	peers := make(map[consensus.NodeID]string, len(n.cfg.Peers))
-	for _, p := range n.cfg.Peers {
+	return newGRPCTransport(&n.cfg, peerCodec{replica: n.proto.messages}, n.log, h)
+}
+
+// newGRPCTransport starts the gRPC transport of the member cfg configures,
+// to its peers, with codec, delivering to h.
+func newGRPCTransport(cfg *Config, codec consensus.MessageCodec, log *slog.Logger, h transport.Handler) (transport.Transport, error) {
+	peers := make(map[consensus.NodeID]string, len(cfg.Peers))
+	for _, p := range cfg.Peers {
 		addr, err := HostPort(p.PeerURLs[0]) // checked by Validate
 		if err != nil {
 			return nil, err
@@ -401,16 +407,16 @@ func (n *Node) grpcTransport(h transport.Handler) (transport.Transport, error) {
 		peers[p.ID] = addr
 	}
 	return transport.New(transport.Config{
-		ServerTLS: n.cfg.PeerServerTLS, ClientTLS: n.cfg.PeerClientTLS,
-		ClusterID: n.cfg.ClusterID,
-		ID:        n.cfg.ID,
+		ServerTLS: cfg.PeerServerTLS, ClientTLS: cfg.PeerClientTLS,
+		ClusterID: cfg.ClusterID,
+		ID:        cfg.ID,
 		Peers:     peers,
-		Listener:  n.cfg.PeerListener,
-		Codec:     peerCodec{replica: n.proto.messages},
+		Listener:  cfg.PeerListener,
+		Codec:     codec,
 		// The protocol keeps its messages within this (protocol.go).
 		MessageBytesMax: MessageBytesMax,
 		Handler:         h,
-		Logger:          n.log.With("component", "transport"),
+		Logger:          log.With("component", "transport"),
 	})
 }
 

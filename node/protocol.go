@@ -110,13 +110,22 @@ var protocols = map[string]protocol{
 	},
 }
 
-// Protocols lists the names of the protocols a node can run, sorted.
-var Protocols = slices.Sorted(maps.Keys(protocols))
+// Gossip is the protocol name of eventually consistent mode: no
+// consensus replica, a gossip-replicated store (package gossip/store)
+// served by a GossipNode instead of a Node. See StartGossip.
+const Gossip = "gossip"
+
+// Protocols lists the names of the protocols a member can run, sorted:
+// the consensus protocols a Node runs, and Gossip.
+var Protocols = slices.Sorted(slices.Values(append(slices.Collect(maps.Keys(protocols)), Gossip)))
 
 // lookupProtocol returns the named protocol, or an error listing the
 // supported ones.
 func lookupProtocol(name string) (protocol, error) {
 	p, ok := protocols[name]
+	if name == Gossip {
+		return protocol{}, fmt.Errorf("node: Config.Protocol %q runs no consensus replica: start it with StartGossip, not Start", name)
+	}
 	if !ok {
 		return protocol{}, fmt.Errorf("node: Config.Protocol %q is not supported; this build runs %s", name, strings.Join(Protocols, ", "))
 	}
@@ -127,7 +136,7 @@ func lookupProtocol(name string) (protocol, error) {
 // member orders writes and serves linearizable reads itself, a member's
 // status names no leader and its role is "peer". It is false for a name
 // that is not one of Protocols.
-func Leaderless(name string) bool { return protocols[name].leaderless }
+func Leaderless(name string) bool { return name == Gossip || protocols[name].leaderless }
 
 // replicaSettings is what the node hands a protocol's constructor: the
 // protocol-independent part of Config, resolved.

@@ -75,6 +75,9 @@ type membership struct {
 	healthMax    int
 	// dirty is set when the core ticked or stepped since the last flush.
 	dirty bool
+	// membersChanged is set by a flush that reported membership events;
+	// the host clears it once it has acted on them.
+	membersChanged bool
 	// incPath is the incarnation file; incSaved the incarnation it holds.
 	dataDir, incPath string
 	incSaved         uint64
@@ -196,6 +199,7 @@ func (m *membership) flush() ([]consensus.Message, error) {
 		}
 		out = append(out, consensus.Message{From: m.self, To: to, Payload: ob.Message})
 	}
+	m.membersChanged = m.membersChanged || len(rd.Events) > 0
 	for _, ev := range rd.Events {
 		m.log.Info("membership: member "+ev.Type.String(), "member", ev.Member.ID, "name", m.name(ev.Member.ID),
 			"state", ev.Member.State.String(), "incarnation", ev.Member.Incarnation)
@@ -217,6 +221,17 @@ func (m *membership) name(id consensus.NodeID) string {
 		}
 	}
 	return ""
+}
+
+// liveIDs lists the other members SWIM holds alive or suspect.
+func (m *membership) liveIDs() []consensus.NodeID {
+	var ids []consensus.NodeID
+	for _, gm := range m.core.Status().Members {
+		if gm.ID != m.self && (gm.State == gossip.StateAlive || gm.State == gossip.StateSuspect) {
+			ids = append(ids, gm.ID)
+		}
+	}
+	return ids
 }
 
 // publish stores the core's view for Status.

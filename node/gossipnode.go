@@ -1,0 +1,568 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/synod-io/synod/consensus"
+	"github.com/synod-io/synod/gossip"
+	"github.com/synod-io/synod/gossip/store"
+	"github.com/synod-io/synod/kv"
+	"github.com/synod-io/synod/storage/durable"
+	"github.com/synod-io/synod/storage/wal"
+	"github.com/synod-io/synod/transport"
+)
+
+// Eventually consistent mode (Config.Protocol Gossip): a GossipNode runs
+// no consensus replica. Its state is a gossip/store replica that accepts
+// every write at once and spreads it by gossip and Merkle-tree
+// anti-entropy to the live members SWIM reports; it serves every read
+// from its own replica. See gossip/store's package doc for exactly which
+// guarantees hold, and gossipkv.go for how etcd's requests map onto it.
+//
+// # Data directory
+//
+//	<data-dir>/cluster            identity (protocol "gossip")
+//	<data-dir>/swim-incarnation   SWIM incarnation
+//	<data-dir>/wal/               the store's records: one per change, and
+//	                              every SnapshotEntries changes the whole
+//	                              state as one checkpoint record, after
+//	                              which the older records are released
+//
+// A write is acknowledged once its record is durable. On restart the
+// records from the newest checkpoint on are replayed into a new store
+// replica; the clock resumes above every recovered timestamp.
+
+// gossipPeersMax bounds the members of a gossip-mode cluster: the
+// transport's bound.
+const gossipPeersMax = transport.PeersMax
+
+// tuneStore, if set, adjusts the store's configuration (tests shorten its
+// intervals).
+var tuneStore func(*store.Config)
+
+// GossipNode is one running member in eventually consistent mode. Its
+// methods are safe for concurrent use.
+type GossipNode struct {
+	cfg Config
+	log *slog.Logger
+
+	// Owned by the loop goroutine after StartGossip.
+	store *store.Store
+	swim  *membership
+	wal   *durable.Log
+	tr    transport.Transport
+	// pending are the requests served since the last flush, answered
+	// once their changes are durable.
+	pending []gossipAnswer
+	// sinceCheckpoint counts records written since the last checkpoint.
+	sinceCheckpoint int
+
+	recvc chan consensus.Message
+	reqc  chan *gossipRequest
+	stopc chan struct{}
+	donec chan struct{}
+
+	stopMu   sync.Mutex
+	stopped  bool
+	closeErr error
+	fatal    atomic.Pointer[error]
+
+	watch       *WatchHub
+	storeStatus atomic.Pointer[store.Status]
+	metrics     metrics
+
+	sizesMu  sync.Mutex
+	sizesAt  time.Time
+	sizesWAL int64
+}
+
+// gossipRequest is a client request waiting for the loop.
+type gossipRequest struct {
+	ctx   context.Context
+	req   kv.Request
+	write bool
+	done  chan proposalResult // buffered: the loop never blocks on it
+}
+
+type gossipAnswer struct {
+	rq  *gossipRequest
+	res kv.Result
+}
+
+// StartGossip opens (or creates) the member's data directory, rebuilds its
+// store replica from it, starts SWIM, the transport and the loop, and
+// returns the running member. cfg.Protocol must be Gossip. Stop it with
+// Stop.
+func StartGossip(cfg Config) (*GossipNode, error) {
+	if cfg.Protocol != Gossip {
+		return nil, fmt.Errorf("node: StartGossip runs protocol %q, not %q: start it with Start", Gossip, cfg.Protocol)
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	cfg.Peers = slices.Clone(cfg.Peers)
+	logger := cfg.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	g := &GossipNode{
+		cfg:   cfg,
+		log:   logger.With("member", cfg.Name, "id", cfg.ID),
+		recvc: make(chan consensus.Message, cfg.InboundQueueMax),
+		reqc:  make(chan *gossipRequest, cfg.ProposalQueueMax),
+		stopc: make(chan struct{}),
+		donec: make(chan struct{}),
+	}
+	if err := g.open(); err != nil {
+		g.closeStorage()
+		return nil, err
+	}
+	g.watch = NewWatchHub(int64(g.store.Revision()), cfg.WatchHistoryEvents, cfg.WatchHistoryBytes)
+	var err error
+	if g.swim, err = newMembership(&g.cfg, g.log); err != nil {
+		g.closeStorage()
+		return nil, err
+	}
+	g.setPeers()
+	newTransport := cfg.Transport
+	if newTransport == nil {
+		newTransport = func(h transport.Handler) (transport.Transport, error) {
+			return newGRPCTransport(&g.cfg, peerCodec{}, g.log, h)
+		}
+	}
+	if g.tr, err = newTransport(g.receive); err != nil {
+		g.closeStorage()
+		return nil, fmt.Errorf("node: starting the transport: %w", err)
+	}
+	g.publishStatus()
+	go g.run()
+	return g, nil
+}
+
+// open checks the data directory's identity, opens the WAL and replays it
+// into a new store replica.
+func (g *GossipNode) open() error {
+	cfg := &g.cfg
+	if err := vfsDefault.MkdirAll(cfg.DataDir, 0o755); err != nil {
+		return fmt.Errorf("node: creating data directory: %w", err)
+	}
+	fresh, err := checkIdentity(cfg)
+	if err != nil {
+		return err
+	}
+	sc := store.DefaultConfig(cfg.ID, rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())))
+	sc.Logger = slogLogger{g.log.With("component", "store")}
+	if tuneStore != nil {
+		tuneStore(&sc)
+	}
+	if g.store, err = store.New(sc); err != nil {
+		return fmt.Errorf("node: creating the store replica: %w", err)
+	}
+	fit := cfg.WALSegmentBytes - 64
+	walOpts := wal.Options{SegmentBytes: cfg.WALSegmentBytes, RecordBytesMax: int(fit - fit%8 - 64)}
+	var recs []consensus.Record
+	g.wal, recs, err = durable.Open(vfsDefault, cfg.path(walDirName), walOpts, store.RecordCodec)
+	if err != nil {
+		return fmt.Errorf("node: opening the write-ahead log in %s: %w", cfg.path(walDirName), err)
+	}
+	for i, r := range recs {
+		if err := g.store.Recover(r); err != nil {
+			return fmt.Errorf("node: replaying record %d of the write-ahead log in %s: %w; "+
+				"if it is damaged, remove this member's data directory and let anti-entropy refill it from its peers",
+				i, cfg.path(walDirName), err)
+		}
+		if _, ok := r.(*store.SnapshotRecord); ok {
+			g.sinceCheckpoint = 0
+		} else {
+			g.sinceCheckpoint++
+		}
+	}
+	st := g.store.Status()
+	if fresh {
+		g.log.Info("initialized new data directory", "dir", cfg.DataDir, "cluster", fmt.Sprintf("%x", cfg.ClusterID), "protocol", Gossip)
+	} else {
+		g.log.Info("restarted from data directory", "dir", cfg.DataDir, "records", len(recs),
+			"keys", st.Keys, "tombstones", st.Tombstones, "revision", st.Revision)
+	}
+	return nil
+}
+
+// receive is the transport's handler: it queues a peer message for the
+// loop, dropping it if the queue is full (gossip tolerates loss).
+func (g *GossipNode) receive(m consensus.Message) {
+	select {
+	case g.recvc <- m:
+	default:
+	}
+}
+
+// nowMs is the physical clock the store stamps writes with.
+func nowMs() uint64 { return uint64(time.Now().UnixMilli()) }
+
+// run is the loop. It owns the store, SWIM and the WAL.
+func (g *GossipNode) run() {
+	defer close(g.donec)
+	defer g.watch.Stop()
+	ticker := time.NewTicker(g.cfg.TickInterval)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-g.stopc:
+			g.failAll(ErrStopped)
+			return
+		case <-ticker.C:
+			g.store.Tick(nowMs())
+			g.swim.tick()
+		case m := <-g.recvc:
+			g.step(m)
+		drain:
+			for i := 1; i < InboundBatchMax; i++ {
+				select {
+				case m := <-g.recvc:
+					g.step(m)
+				default:
+					break drain
+				}
+			}
+		case rq := <-g.reqc:
+			g.serve(rq)
+		more:
+			for i := 1; i < g.cfg.ProposalBatchMax; i++ {
+				select {
+				case rq := <-g.reqc:
+					g.serve(rq)
+				default:
+					break more
+				}
+			}
+		}
+		if err := g.flush(); err != nil {
+			g.fail(err)
+			return
+		}
+	}
+}
+
+func (g *GossipNode) step(m consensus.Message) {
+	g.metrics.received(m)
+	switch p := m.Payload.(type) {
+	case *gossip.Message:
+		g.swim.step(p)
+	case *store.Message:
+		if err := g.store.Step(p, nowMs()); err != nil {
+			g.log.Debug("dropped a store message", "from", m.From, "err", err)
+		}
+	default:
+		g.log.Debug("dropped a peer message of another protocol", "from", m.From, "type", m.Payload.MessageType())
+	}
+}
+
+// serve applies one client request to the replica; it is answered by the
+// next flush, once its changes are durable.
+func (g *GossipNode) serve(rq *gossipRequest) {
+	if rq.ctx.Err() != nil {
+		return // the caller gave up while it was queued
+	}
+	var res kv.Result
+	if rq.write {
+		res = gossipWrite(g.store, rq.req, nowMs())
+	} else {
+		res = gossipRead(g.store, rq.req)
+	}
+	g.pending = append(g.pending, gossipAnswer{rq: rq, res: res})
+}
+
+// flush handles the store's and SWIM's work in the contract's order:
+// persist the store's changes, send, publish them to watchers, answer the
+// requests; then checkpoint if due. An error is fatal.
+func (g *GossipNode) flush() error {
+	rd := g.store.Ready()
+	changes := gossipReadyEvents(g.store, rd)
+	if len(rd.Persist) > 0 {
+		start := time.Now()
+		if err := g.wal.Persist(rd.Persist, false); err != nil {
+			return fmt.Errorf("node: writing the write-ahead log: %w", err)
+		}
+		g.metrics.walSync.observe(time.Since(start))
+		g.sinceCheckpoint += len(rd.Persist)
+	}
+	if len(rd.Messages) > 0 {
+		msgs := make([]consensus.Message, len(rd.Messages))
+		for i, m := range rd.Messages {
+			msgs[i] = consensus.Message{From: g.cfg.ID, To: m.To, Payload: m}
+		}
+		g.metrics.sent(msgs)
+		g.tr.Send(msgs)
+	}
+	g.store.Advance(rd)
+	g.watch.Publish(changes)
+	for _, a := range g.pending {
+		if a.res.Err == nil {
+			g.metrics.proposalsCommitted.Add(1)
+		}
+		a.rq.done <- proposalResult{res: a.res, applied: true}
+	}
+	g.pending = g.pending[:0]
+	if g.sinceCheckpoint >= g.cfg.SnapshotEntries {
+		if err := g.checkpoint(); err != nil {
+			return err
+		}
+	}
+	msgs, err := g.swim.flush()
+	if len(msgs) > 0 {
+		g.metrics.sent(msgs)
+		g.tr.Send(msgs)
+	}
+	if err != nil {
+		return err
+	}
+	if g.swim.membersChanged {
+		g.swim.membersChanged = false
+		g.setPeers()
+	}
+	g.publishStatus()
+	return nil
+}
+
+// checkpoint writes the whole state as one record, which releases the
+// records before it. A state too large for one WAL record is not
+// checkpointed (the log keeps growing); that is logged, not fatal.
+func (g *GossipNode) checkpoint() error {
+	err := g.wal.Persist([]consensus.Record{g.store.Snapshot()}, false)
+	switch {
+	case errors.Is(err, wal.ErrRecordTooLarge):
+		g.log.Warn("the store's state no longer fits one write-ahead log record, so the log is not compacted; raise the WAL segment size",
+			"keys", g.store.Len(), "err", err)
+	case err != nil:
+		return fmt.Errorf("node: writing a checkpoint of the store: %w", err)
+	}
+	g.sinceCheckpoint = 0
+	return nil
+}
+
+// setPeers tells the store who the live members are.
+func (g *GossipNode) setPeers() {
+	if err := g.store.SetPeers(g.swim.liveIDs()); err != nil {
+		g.log.Warn("store: setting peers", "err", err)
+	}
+}
+
+func (g *GossipNode) publishStatus() {
+	st := g.store.Status()
+	g.storeStatus.Store(&st)
+}
+
+// failAll answers every waiting request with err.
+func (g *GossipNode) failAll(err error) {
+	for _, a := range g.pending {
+		a.rq.done <- proposalResult{err: err}
+	}
+	g.pending = nil
+	for {
+		select {
+		case rq := <-g.reqc:
+			rq.done <- proposalResult{err: err}
+		default:
+			return
+		}
+	}
+}
+
+// fail stops the loop after a fatal error.
+func (g *GossipNode) fail(err error) {
+	g.fatal.Store(&err)
+	g.log.Error("member stopped after a fatal error; restart it to recover from what is durable", "err", err)
+	g.failAll(err)
+}
+
+// Err returns the fatal error that stopped the member's loop, or nil.
+func (g *GossipNode) Err() error {
+	if p := g.fatal.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// Done is closed when the loop has stopped (Stop, or a fatal error).
+func (g *GossipNode) Done() <-chan struct{} { return g.donec }
+
+// Stop stops the loop, the transport and the WAL, and waits for them. It
+// returns the first error met closing them. Calling it again returns the
+// same error.
+func (g *GossipNode) Stop() error {
+	g.stopMu.Lock()
+	defer g.stopMu.Unlock()
+	if g.stopped {
+		return g.closeErr
+	}
+	g.stopped = true
+	close(g.stopc)
+	<-g.donec
+	var errs []error
+	if err := g.tr.Close(); err != nil {
+		errs = append(errs, fmt.Errorf("node: closing the transport: %w", err))
+	}
+	errs = append(errs, g.closeStorage())
+	g.closeErr = errors.Join(errs...)
+	g.log.Info("stopped")
+	return g.closeErr
+}
+
+func (g *GossipNode) closeStorage() error {
+	if g.wal != nil {
+		if err := g.wal.Close(); err != nil {
+			return fmt.Errorf("node: closing the write-ahead log: %w", err)
+		}
+	}
+	return nil
+}
+
+func (g *GossipNode) checkRunning() error {
+	select {
+	case <-g.donec:
+		if err := g.Err(); err != nil {
+			return fmt.Errorf("%w: %w", ErrStopped, err)
+		}
+		return ErrStopped
+	default:
+		return nil
+	}
+}
+
+// do queues rq for the loop and waits for its answer.
+func (g *GossipNode) do(ctx context.Context, req kv.Request, write bool) (kv.Result, error) {
+	if err := g.checkRunning(); err != nil {
+		return kv.Result{}, err
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, g.cfg.RequestTimeout)
+		defer cancel()
+	}
+	rq := &gossipRequest{ctx: ctx, req: req, write: write, done: make(chan proposalResult, 1)}
+	select {
+	case g.reqc <- rq:
+	default:
+		return kv.Result{}, ErrBusy
+	}
+	var r proposalResult
+	select {
+	case r = <-rq.done:
+	case <-ctx.Done():
+		return kv.Result{}, ctx.Err()
+	case <-g.donec:
+		select {
+		case r = <-rq.done:
+		default:
+			return kv.Result{}, g.checkRunning()
+		}
+	}
+	if r.err != nil {
+		return kv.Result{}, r.err
+	}
+	return r.res, r.res.Err
+}
+
+// Propose applies a write request to this member's replica and returns
+// its result once the change is durable here. It never waits for other
+// members: the write reaches them by gossip and anti-entropy, and a
+// concurrent write to the same key elsewhere may win (last writer wins).
+// A Txn with a compare is refused (see gossipkv.go); one without is
+// applied operation by operation, not atomically.
+func (g *GossipNode) Propose(ctx context.Context, req kv.Request) (kv.Result, error) {
+	if req.ReadOnly() {
+		return g.Read(ctx, req, false)
+	}
+	res, err := g.do(ctx, req, true)
+	if err != nil && res.Err == nil {
+		g.metrics.proposalsFailed.Add(1)
+	}
+	return res, err
+}
+
+// Read serves a read-only request from this member's replica. Every read
+// is local, linearizable or not: there is nothing to linearize against
+// (see gossip/store: read-your-writes and monotonic reads hold on one
+// member only).
+func (g *GossipNode) Read(ctx context.Context, req kv.Request, _ bool) (kv.Result, error) {
+	if !req.ReadOnly() {
+		return kv.Result{Err: kv.ErrNotReadOnly}, kv.ErrNotReadOnly
+	}
+	return g.do(ctx, req, false)
+}
+
+// Watch reads the member's recent changes: local writes and the changes
+// merged from other members, in the order this member made them, at its
+// local revisions (see WatchHub.Read). There is no history before the
+// member's start.
+func (g *GossipNode) Watch(key, end []byte, from int64, maxEvents int) (WatchBatch, error) {
+	return g.watch.Read(key, end, from, maxEvents)
+}
+
+// Status describes the member. Replica reports the role peer (every
+// member takes writes), no term and no leader; its Commit and Applied
+// are the store's local revision.
+func (g *GossipNode) Status() Status {
+	st := *g.storeStatus.Load()
+	return Status{
+		ClusterID: g.cfg.ClusterID, MemberID: g.cfg.ID, Name: g.cfg.Name, Protocol: Gossip,
+		Replica: consensus.Status{
+			ID: g.cfg.ID, Role: consensus.RolePeer,
+			Commit: st.Revision, Applied: st.Revision, LastIndex: st.Revision,
+		},
+		Revision:     int64(st.Revision),
+		WALSizeBytes: g.walBytes(),
+		Membership:   g.swim.snapshot(),
+	}
+}
+
+// walBytes returns the WAL's size on disk, at most sizesMaxAge old.
+func (g *GossipNode) walBytes() int64 {
+	g.sizesMu.Lock()
+	defer g.sizesMu.Unlock()
+	if time.Since(g.sizesAt) > sizesMaxAge {
+		g.sizesWAL, g.sizesAt = dirBytes(g.cfg.path(walDirName)), time.Now()
+	}
+	return g.sizesWAL
+}
+
+// StoreStatus is the store replica's status as of the loop's last
+// iteration: keys, tombstones, Merkle root, peers.
+func (g *GossipNode) StoreStatus() store.Status { return *g.storeStatus.Load() }
+
+// Members lists the cluster's members, as configured.
+func (g *GossipNode) Members() []Peer {
+	out := make([]Peer, len(g.cfg.Peers))
+	for i, p := range g.cfg.Peers {
+		p.PeerURLs, p.ClientURLs = slices.Clone(p.PeerURLs), slices.Clone(p.ClientURLs)
+		out[i] = p
+	}
+	return out
+}
+
+// Metrics returns a snapshot of the member's counters: writes and reads
+// served, WAL sync latency, transport statistics.
+func (g *GossipNode) Metrics() Metrics {
+	m := &g.metrics
+	out := Metrics{
+		ProposalsCommitted: m.proposalsCommitted.Load(),
+		ProposalsFailed:    m.proposalsFailed.Load(),
+		WALSyncLatency:     m.walSync.snapshot(),
+		ApplyLatency:       m.apply.snapshot(),
+		PeerRoundTrip:      map[consensus.NodeID]Histogram{},
+	}
+	if s, ok := g.tr.(interface{ Stats() transport.Stats }); ok {
+		st := s.Stats()
+		out.Transport = &st
+	}
+	return out
+}

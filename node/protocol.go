@@ -115,9 +115,12 @@ var protocols = map[string]protocol{
 // served by a GossipNode instead of a Node. See StartGossip.
 const Gossip = "gossip"
 
-// Protocols lists the names of the protocols a member can run, sorted:
-// the consensus protocols a Node runs, and Gossip.
-var Protocols = slices.Sorted(slices.Values(append(slices.Collect(maps.Keys(protocols)), Gossip)))
+// Protocols lists the consensus protocols a Node runs (Start), sorted.
+var Protocols = slices.Sorted(maps.Keys(protocols))
+
+// MemberProtocols lists every protocol a member can run, sorted: the
+// consensus Protocols, and Gossip (StartGossip).
+var MemberProtocols = slices.Sorted(slices.Values(append(slices.Clone(Protocols), Gossip)))
 
 // lookupProtocol returns the named protocol, or an error listing the
 // supported ones.

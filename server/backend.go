@@ -99,6 +99,9 @@ type NodeStatus struct {
 	// DBSizeBytes is the size of the state on disk; WALSizeBytes the
 	// write-ahead log's.
 	DBSizeBytes, WALSizeBytes int64
+	// Membership is the member's SWIM view of its cluster, nil if the
+	// backend runs no membership protocol. Read-only.
+	Membership *Membership
 }
 
 // Member is one member of the cluster.

@@ -38,6 +38,8 @@ type fakeBackend struct {
 	proposals, reads int
 	// watch is the history of changes Watch reads (see watch_test.go).
 	watch *node.WatchHub
+	// swim is the SWIM view Status reports (nil: none; setSWIM).
+	swim *server.Membership
 }
 
 func newFakeBackend(id consensus.NodeID, cluster *fakeCluster) *fakeBackend {
@@ -50,6 +52,13 @@ func (b *fakeBackend) setProtocol(protocol string, peer bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.protocol, b.peer = protocol, peer
+}
+
+// setSWIM sets the SWIM view Status reports.
+func (b *fakeBackend) setSWIM(m *server.Membership) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.swim = m
 }
 
 // calls returns how many requests reached Propose or Read.
@@ -130,6 +139,7 @@ func (b *fakeBackend) Status() server.NodeStatus {
 		},
 		Revision:    b.store.Revision(),
 		DBSizeBytes: 4096,
+		Membership:  b.swim,
 	}
 }
 

@@ -29,7 +29,12 @@ import (
 //	          reason when the member knows no leader or cannot serve a read
 //	/status   JSON: this member, the members and their roles, term,
 //	          commit and applied index, leader, each follower's lag (on the
-//	          leader), and the peer transport's counters
+//	          leader), the peer transport's counters, and the SWIM view:
+//	          "swim" holds this member's own health score, its maximum
+//	          and its incarnation ({"health": 0, "health_max": 8,
+//	          "incarnation": 3}); each member carries "swim_state" (alive,
+//	          suspect, dead, left or unknown) and "swim_incarnation" as
+//	          this member sees it. All three are absent without SWIM.
 //
 // Member IDs appear in hex, as etcdctl prints them (64-bit numbers do not
 // survive JSON's floats).
@@ -127,6 +132,16 @@ type Status struct {
 	Members []MemberStatus `json:"members"`
 	// Transport holds the peer transport's totals, when known.
 	Transport *TransportStatus `json:"transport,omitempty"`
+	// SWIM is this member's own SWIM health, if it runs SWIM.
+	SWIM *SWIMStatus `json:"swim,omitempty"`
+}
+
+// SWIMStatus is this member's own SWIM health in /status (Membership).
+type SWIMStatus struct {
+	// Health is the local health score, 0 (healthy) to HealthMax.
+	Health      int    `json:"health"`
+	HealthMax   int    `json:"health_max"`
+	Incarnation uint64 `json:"incarnation"`
 }
 
 // MemberStatus is one member in /status.
@@ -152,6 +167,11 @@ type MemberStatus struct {
 	// Peer holds the transport's counters for the member (absent for
 	// this member itself).
 	Peer *PeerStatus `json:"transport,omitempty"`
+	// SWIMState and SWIMIncarnation are the member's SWIM state (alive,
+	// suspect, dead, left, unknown) and incarnation as this member sees
+	// it; absent if this member runs no SWIM.
+	SWIMState       string  `json:"swim_state,omitempty"`
+	SWIMIncarnation *uint64 `json:"swim_incarnation,omitempty"`
 }
 
 // PeerStatus is the transport's view of one peer.
@@ -204,8 +224,19 @@ func (h *httpHandler) statusOf() Status {
 			MessagesMisaddressed: t.MessagesMisaddressed, DroppedUnknownPeer: t.DroppedUnknownPeer,
 		}
 	}
+	var swim map[consensus.NodeID]MemberHealth
+	if sw := st.Membership; sw != nil {
+		out.SWIM = &SWIMStatus{Health: sw.Health, HealthMax: sw.HealthMax, Incarnation: sw.Incarnation}
+		swim = make(map[consensus.NodeID]MemberHealth, len(sw.Members))
+		for _, mh := range sw.Members {
+			swim[mh.ID] = mh
+		}
+	}
 	for _, mb := range h.cfg.Backend.Members() {
 		ms := MemberStatus{ID: hexID(uint64(mb.ID)), Name: mb.Name, PeerURLs: mb.PeerURLs, ClientURLs: mb.ClientURLs}
+		if mh, ok := swim[mb.ID]; ok {
+			ms.SWIMState, ms.SWIMIncarnation = mh.State, &mh.Incarnation
+		}
 		switch {
 		case mb.ID == st.MemberID:
 			ms.Role = rs.Role.String()
@@ -307,6 +338,11 @@ var (
 		"1 if the outbound stream to a peer is open, else 0.", []string{"to"}, nil)
 	descStreamsRejected = prometheus.NewDesc("synod_network_peer_streams_rejected_total",
 		"Inbound peer streams refused (wrong cluster, unknown node, bad hello).", nil, nil)
+	descSWIMHealth = prometheus.NewDesc("synod_swim_health_score",
+		"This member's SWIM local health score (Lifeguard): 0 while it answers probes in time, up to its maximum as it misses them.",
+		nil, nil)
+	descSWIMMembers = prometheus.NewDesc("synod_swim_members",
+		"Members in each SWIM state as this member sees them, itself included.", []string{"state"}, nil)
 )
 
 // collector turns the backend's status and the node's metrics into
@@ -317,7 +353,7 @@ func newCollector(cfg HTTPConfig) *collector { return &collector{cfg: cfg} }
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descInfo, descHasLeader, descIsLeader, descTerm, descCommit, descApplied,
-		descRevision, descWALSize, descDBSize} {
+		descRevision, descWALSize, descDBSize, descSWIMHealth, descSWIMMembers} {
 		ch <- d
 	}
 	if c.cfg.Metrics == nil {
@@ -348,6 +384,21 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	gauge(descRevision, float64(st.Revision))
 	gauge(descWALSize, float64(st.WALSizeBytes))
 	gauge(descDBSize, float64(st.DBSizeBytes))
+	if sw := st.Membership; sw != nil {
+		gauge(descSWIMHealth, float64(sw.Health))
+		// Every known state, counted or not, so that a state's series
+		// drops to 0 instead of vanishing; and any state a newer node adds.
+		counts := make(map[string]int, len(swimStates))
+		for _, s := range swimStates {
+			counts[s] = 0
+		}
+		for _, mh := range sw.Members {
+			counts[mh.State]++
+		}
+		for _, s := range slices.Sorted(maps.Keys(counts)) {
+			gauge(descSWIMMembers, float64(counts[s]), s)
+		}
+	}
 	if c.cfg.Metrics == nil {
 		return
 	}

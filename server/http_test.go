@@ -65,12 +65,31 @@ func TestHTTPStatusAndMetrics(t *testing.T) {
 		t.Fatal(err)
 	}
 	code, body := get(t, h, "/status")
+	if strings.Contains(body, "swim") {
+		t.Errorf("/status of a member without SWIM mentions it: %s", body)
+	}
+	b.setSWIM(&server.Membership{Health: 2, HealthMax: 8, Incarnation: 3, Members: []server.MemberHealth{
+		{ID: 1, Name: "n1", State: server.SWIMAlive, Incarnation: 3},
+		{ID: 2, Name: "n2", State: server.SWIMSuspect, Incarnation: 5},
+	}})
+	code, body = get(t, h, "/status")
 	var st server.Status
 	if err := json.Unmarshal([]byte(body), &st); err != nil || code != 200 {
 		t.Fatalf("/status: %d %s (%v)", code, body, err)
 	}
 	if st.Role != "leader" || st.Leader != "1" || st.Term != 3 || len(st.Members) != 2 || st.Transport == nil {
 		t.Fatalf("/status: %s", body)
+	}
+	for _, want := range []string{`"swim": {
+    "health": 2,
+    "health_max": 8,
+    "incarnation": 3
+  }`, `"swim_state": "alive",
+      "swim_incarnation": 3`, `"swim_state": "suspect",
+      "swim_incarnation": 5`} {
+		if !strings.Contains(body, want) {
+			t.Errorf("/status lacks %s:\n%s", want, body)
+		}
 	}
 	m2 := st.Members[1]
 	if m2.Role != "follower" || m2.Peer == nil || m2.Peer.BytesSent != 1000 || m2.RoundTripMeanSeconds == nil || *m2.RoundTripMeanSeconds != 0.0015 {
@@ -91,6 +110,8 @@ func TestHTTPStatusAndMetrics(t *testing.T) {
 		`synod_network_peer_round_trip_time_seconds_bucket{to="2",le="0.004"} 2`,
 		`synod_network_peer_sent_bytes_total{to="2"} 1000`, `synod_network_peer_received_bytes_total{from="2"} 900`,
 		`synod_network_peer_connected{to="2"} 1`, "synod_disk_db_size_bytes 4096", "synod_disk_wal_size_bytes 0",
+		"synod_swim_health_score 2", `synod_swim_members{state="alive"} 1`, `synod_swim_members{state="suspect"} 1`,
+		`synod_swim_members{state="dead"} 0`, `synod_swim_members{state="left"} 0`, `synod_swim_members{state="unknown"} 0`,
 		"go_goroutines",
 	} {
 		if !strings.Contains(body, want) {

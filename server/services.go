@@ -27,9 +27,17 @@ type maintenanceService struct {
 // served locally, never forwarded. A member of a leaderless protocol names
 // no leader (0) and term 0; its commit and applied indexes are its own
 // counts (for EPaxos, instances known committed and commands executed
-// here), not positions in a shared log.
-func (m *maintenanceService) Status(context.Context, *pb.StatusRequest) (*pb.StatusResponse, error) {
+// here), not positions in a shared log. The member's SWIM view, which
+// etcd's answer has no field for, travels in the header metadata
+// (MembershipHeader; etcd's clients ignore it).
+func (m *maintenanceService) Status(ctx context.Context, _ *pb.StatusRequest) (*pb.StatusResponse, error) {
 	st := m.s.cfg.Backend.Status()
+	if st.Membership != nil {
+		// The answer is useful without it: log and go on.
+		if err := grpc.SetHeader(ctx, MembershipHeader(*st.Membership)); err != nil {
+			m.s.log.Debug("Maintenance.Status: cannot send the SWIM header metadata", "err", err)
+		}
+	}
 	return &pb.StatusResponse{
 		Header: &pb.ResponseHeader{
 			ClusterId: st.ClusterID,

@@ -18,6 +18,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -65,6 +66,9 @@ func newTestCA(t *testing.T, dir, name string) *testCA {
 }
 
 var serial = big.NewInt(100)
+
+// healthScore matches a HEALTH-SCORE cell of synod status.
+var healthScore = regexp.MustCompile(` [0-9]+/[0-9]+ `)
 
 // issue writes a certificate for 127.0.0.1, usable by servers and
 // clients, and its key; it returns their paths.
@@ -282,6 +286,19 @@ func TestTLSCluster(t *testing.T) {
 		if len(lines) != 4 || !strings.Contains(out, "leader") || strings.Count(out, "follower") != 2 || strings.Count(out, " true") != 3 {
 			t.Errorf("status table:\n%s", out)
 		}
+		// Every member's SWIM view reaches the table, over TLS: each sees
+		// the others alive (once SWIM has converged) and has a score.
+		for deadline := time.Now().Add(10 * time.Second); ; {
+			if strings.Count(out, " alive ") == 3 && len(healthScore.FindAllString(out, -1)) == 3 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Errorf("status table without every member alive and scored after 10s:\n%s", out)
+				break
+			}
+			time.Sleep(200 * time.Millisecond)
+			out, _, _ = run(t, append([]string{"status", "--endpoints", c.clientURLs[1]}, c.clientArgs...)...)
+		}
 	})
 
 	t.Run("untrusted client refused", func(t *testing.T) {
@@ -369,8 +386,13 @@ func TestTLSCluster(t *testing.T) {
 			if err := json.Unmarshal([]byte(body), &st); err != nil {
 				t.Fatalf("/status: %v\n%s", err, body)
 			}
-			if len(st.Members) != 3 || st.Leader == "" || st.Transport == nil {
+			if len(st.Members) != 3 || st.Leader == "" || st.Transport == nil || st.SWIM == nil || st.SWIM.HealthMax == 0 {
 				t.Errorf("%s/status: %s", u, body)
+			}
+			for _, m := range st.Members {
+				if m.SWIMState == "" || m.SWIMIncarnation == nil {
+					t.Errorf("%s/status lacks the SWIM state of %s: %s", u, m.Name, body)
+				}
 			}
 			if st.Role == "leader" {
 				leader = i
@@ -395,6 +417,7 @@ func TestTLSCluster(t *testing.T) {
 				"synod_network_peer_round_trip_time_seconds_count", "synod_network_peer_sent_bytes_total{to=",
 				"synod_network_peer_received_bytes_total{from=", "synod_disk_wal_size_bytes", "synod_disk_db_size_bytes",
 				"synod_server_term", "synod_server_commit_index", "synod_server_applied_index", "synod_server_leader_changes_seen_total",
+				"synod_swim_health_score", `synod_swim_members{state="alive"}`,
 			} {
 				if !strings.Contains(body, want) {
 					missing = append(missing, want)

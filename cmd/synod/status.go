@@ -4,12 +4,16 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"sync"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/metadata"
 
 	"github.com/synod-io/synod/node"
 	"github.com/synod-io/synod/server"
@@ -19,15 +23,28 @@ func newStatusCommand() *cobra.Command {
 	f := &clientFlags{}
 	cmd := &cobra.Command{
 		Use:   "status",
-		Short: "Print a table of the cluster's members: role, term, commit, applied, lag, health",
+		Short: "Print a table of the cluster's members: role, SWIM state, health score, term, commit, applied, lag, health",
 		Long: `Ask the cluster for its members (Cluster.MemberList, through any of
 --endpoints), then each member, at its first client URL, for its status
-(Maintenance.Status), and print one row per member:
+(Maintenance.Status, with the member's SWIM view of the cluster in the
+answer's header metadata), and print one row per member:
 
   NAME, ID        the member (ID in hex, as etcdctl prints it)
   ENDPOINT        the client URL asked
   ROLE            leader or follower, by the member's own account; peer
                   under a leaderless protocol (epaxos)
+  SWIM            the member's state in SWIM membership (alive, suspect,
+                  dead, left, unknown) as the other members that answered
+                  see it: the worst state they report, followed, if they
+                  disagree, by how many of them report it ("suspect (1/2)":
+                  one of two); dead for a member that did not answer but
+                  that the others see as dead; - if no other member reports
+                  on it. SWIM is failure detection beside the replica: a
+                  member may be alive to SWIM yet cut off from its leader
+  HEALTH-SCORE    the member's own SWIM local health score over its
+                  maximum ("0/8"): 0 while it answers its probes in time,
+                  rising as it misses them (slow or overloaded); - if it did
+                  not answer or sent no SWIM view
   TERM            the member's current term (- without a leader)
   COMMIT          its commit index (epaxos: instances it knows committed)
   APPLIED         its applied index (epaxos: commands it has executed)
@@ -51,6 +68,11 @@ The command exits with status 1 if any member is unhealthy.`,
 				}
 				printStatus(cmd.OutOrStdout(), rows)
 				for _, r := range rows {
+					if r.swimErr != nil {
+						fmt.Fprintf(cmd.ErrOrStderr(), "synod status: cannot read the SWIM view of %s: %v\n", r.name, r.swimErr)
+					}
+				}
+				for _, r := range rows {
 					if !r.healthy {
 						return &exitError{code: 1}
 					}
@@ -69,6 +91,11 @@ type memberRow struct {
 	id       uint64
 	endpoint string
 	st       *clientv3.StatusResponse // nil if the member did not answer
+	// swim is the SWIM view the member sent with its status: nil if it
+	// did not answer, sent none, or sent one that swimErr says is
+	// malformed.
+	swim    *server.Membership
+	swimErr error
 	// leaderless is set when the member's status names a leaderless
 	// protocol (node.Leaderless).
 	leaderless bool
@@ -92,15 +119,33 @@ func clusterStatus(ctx context.Context, cli *clientv3.Client) ([]memberRow, erro
 			continue
 		}
 		rows[i].endpoint = m.ClientURLs[0]
-		wg.Go(func() {
-			rows[i].st, rows[i].err = cli.Status(ctx, rows[i].endpoint)
-		})
+		wg.Go(func() { rows[i].ask(ctx, cli) })
 	}
 	wg.Wait()
 	for i := range rows {
 		rows[i].judge()
 	}
 	return rows, nil
+}
+
+// ask asks the member for its status and reads its SWIM view from the
+// answer's header metadata (which cli.Status drops), over a connection
+// of cli's own (its credentials and retries) to the member's endpoint.
+func (r *memberRow) ask(ctx context.Context, cli *clientv3.Client) {
+	conn, err := cli.Dial(r.endpoint)
+	if err != nil {
+		r.err = clientv3.ContextError(ctx, fmt.Errorf("dialing %s: %w", r.endpoint, err))
+		return
+	}
+	defer conn.Close()
+	var md metadata.MD
+	resp, err := clientv3.RetryMaintenanceClient(cli, conn).Status(ctx, &pb.StatusRequest{}, grpc.Header(&md))
+	if err != nil {
+		r.err = clientv3.ContextError(ctx, err)
+		return
+	}
+	r.st = (*clientv3.StatusResponse)(resp)
+	r.swim, r.swimErr = server.ParseMembershipHeader(md)
 }
 
 // judge sets the row's health from its answer: a member is healthy when
@@ -133,8 +178,8 @@ func printStatus(w io.Writer, rows []memberRow) {
 		}
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tID\tENDPOINT\tROLE\tTERM\tCOMMIT\tAPPLIED\tLAG\tHEALTH")
-	for _, r := range rows {
+	fmt.Fprintln(tw, "NAME\tID\tENDPOINT\tROLE\tSWIM\tHEALTH-SCORE\tTERM\tCOMMIT\tAPPLIED\tLAG\tHEALTH")
+	for i, r := range rows {
 		role, term, commit, applied, lag := "-", "-", "-", "-", "-"
 		if st := r.st; st != nil {
 			switch {
@@ -158,7 +203,46 @@ func printStatus(w io.Writer, rows []memberRow) {
 		if !r.healthy {
 			health = "false: " + r.reason
 		}
-		fmt.Fprintf(tw, "%s\t%x\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.name, r.id, r.endpoint, role, term, commit, applied, lag, health)
+		score := "-"
+		if r.swim != nil {
+			score = strconv.Itoa(r.swim.Health) + "/" + strconv.Itoa(r.swim.HealthMax)
+		}
+		fmt.Fprintf(tw, "%s\t%x\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.name, r.id, r.endpoint, role, swimView(rows, i), score,
+			term, commit, applied, lag, health)
 	}
 	tw.Flush()
+}
+
+// swimView is member rows[i]'s SWIM state as the other members that
+// answered report it: the worst state (server.SWIMRank) among their
+// reports, followed, if they disagree, by how many of the reporters
+// report it ("suspect (1/2)"); "-" if none reports on it. The member's
+// own view of itself does not count.
+func swimView(rows []memberRow, i int) string {
+	var worst string
+	reports, worstReports := 0, 0
+	for j, r := range rows {
+		if j == i || r.swim == nil {
+			continue
+		}
+		k := slices.IndexFunc(r.swim.Members, func(mh server.MemberHealth) bool { return uint64(mh.ID) == rows[i].id })
+		if k < 0 {
+			continue
+		}
+		state := r.swim.Members[k].State
+		reports++
+		switch {
+		case worstReports == 0 || server.SWIMRank(state) > server.SWIMRank(worst):
+			worst, worstReports = state, 1
+		case state == worst:
+			worstReports++
+		}
+	}
+	switch {
+	case reports == 0:
+		return "-"
+	case worstReports == reports:
+		return worst
+	}
+	return fmt.Sprintf("%s (%d/%d)", worst, worstReports, reports)
 }

@@ -23,7 +23,7 @@ const httpReadHeaderTimeout = 10 * time.Second
 // comma-separated URLs (etcd's --listen-metrics-urls); https:// URLs are
 // served with tlsCfg. It returns a function that stops the servers. No
 // URLs: nothing is served.
-func serveMetrics(urls string, n *node.Node, tlsCfg *tls.Config, log *slog.Logger) (stop func(), err error) {
+func serveMetrics(urls string, n runningMember, tlsCfg *tls.Config, log *slog.Logger) (stop func(), err error) {
 	if strings.TrimSpace(urls) == "" {
 		return func() {}, nil
 	}

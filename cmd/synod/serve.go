@@ -66,13 +66,22 @@ Cluster.MemberList) on --listen-client-urls, so etcdctl and etcd's Go client
 work against it.
 
 --protocol picks the replication protocol: raft (the default),
-multipaxos or epaxos. Every member of a cluster must run the same one; the
-data directory records it, and a member restarted with another is refused.
+multipaxos, epaxos, or gossip. Every member of a cluster must run the same
+one; the data directory records it, and a member restarted with another is
+refused.
 Under epaxos there is no leader: every member orders writes and serves
 linearizable reads itself (nothing is forwarded), revisions are local to
 each member (a txn compare on create or mod revision is refused), and a
 member rebuilds its key-value state from its whole log on every start (no
-snapshots yet). The README's "etcd guarantees by protocol" has the details.
+snapshots yet). Under gossip there is no consensus at all (eventually
+consistent mode): every member accepts writes at once, even cut off from
+the others, and serves every read from its own copy; members converge by
+gossip and Merkle-tree anti-entropy, the later write (by hybrid logical
+clock) winning. Txn compares, reads and watches at a revision, and Compact
+are refused. The README's "etcd guarantees by protocol" has the details.
+
+Every member, whatever its protocol, also runs SWIM membership with
+Lifeguard over the peer connections; synod status shows what it sees.
 
 The flags follow etcd's. Member IDs are derived from each member's name and
 --initial-cluster-token, and the cluster ID from the token and the member
@@ -119,7 +128,7 @@ then the replica, transport and storage close.`,
 	fl.StringVar(&f.initialClients, "initial-cluster-clients", "", "members' client URLs as name=clientURL, comma-separated (for forwarding to the leader)")
 	fl.StringVar(&f.initialClusterState, "initial-cluster-state", "new", "new or existing (membership is static, so both start the same way; existing with an empty data dir catches up from the peers)")
 	fl.StringVar(&f.initialClusterToken, "initial-cluster-token", "synod-cluster", "token that names the cluster; member and cluster IDs derive from it")
-	fl.StringVar(&f.protocol, "protocol", "raft", "replication protocol, one of "+strings.Join(node.Protocols, ", ")+
+	fl.StringVar(&f.protocol, "protocol", "raft", "replication protocol, one of "+strings.Join(node.MemberProtocols, ", ")+
 		" (recorded in --data-dir; a member cannot change it)")
 	fl.StringVar(&f.logFormat, "log-format", "text", "log format: text or json")
 	fl.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn or error")
@@ -241,8 +250,8 @@ func serveConfig(f *serveFlags) (node.Config, []string, error) {
 	default:
 		return cfg, nil, fmt.Errorf("--initial-cluster-state %q: want new or existing", f.initialClusterState)
 	}
-	if !slices.Contains(node.Protocols, f.protocol) {
-		return cfg, nil, fmt.Errorf("--protocol %q is not supported; this build runs %s", f.protocol, strings.Join(node.Protocols, ", "))
+	if !slices.Contains(node.MemberProtocols, f.protocol) {
+		return cfg, nil, fmt.Errorf("--protocol %q is not supported; this build runs %s", f.protocol, strings.Join(node.MemberProtocols, ", "))
 	}
 	listenClient, err := splitURLs("listen-client-urls", f.listenClientURLs)
 	if err != nil {
@@ -358,7 +367,7 @@ func runServe(cmd *cobra.Command, f *serveFlags) error {
 	if f.initialClusterState == "existing" {
 		log.Info("joining an existing cluster: the membership is --initial-cluster; an empty data directory catches up from the peers")
 	}
-	n, err := node.Start(cfg)
+	n, err := startMember(cfg)
 	if err != nil {
 		closeClients()
 		peerLis.Close()
@@ -409,9 +418,37 @@ func runServe(cmd *cobra.Command, f *serveFlags) error {
 	return runErr
 }
 
-// backend adapts a node to server.Backend. It lives here, not in node or
+// runningMember is a running cluster member: a *node.Node (a consensus
+// protocol) or a *node.GossipNode (eventually consistent mode).
+type runningMember interface {
+	Propose(ctx context.Context, req kv.Request) (kv.Result, error)
+	Read(ctx context.Context, req kv.Request, linearizable bool) (kv.Result, error)
+	Watch(key, end []byte, from int64, maxEvents int) (node.WatchBatch, error)
+	Status() node.Status
+	Members() []node.Peer
+	Metrics() node.Metrics
+	Done() <-chan struct{}
+	Err() error
+	Stop() error
+}
+
+var (
+	_ runningMember = (*node.Node)(nil)
+	_ runningMember = (*node.GossipNode)(nil)
+)
+
+// startMember starts the member cfg configures, of the kind its protocol
+// needs.
+func startMember(cfg node.Config) (runningMember, error) {
+	if cfg.Protocol == node.Gossip {
+		return node.StartGossip(cfg)
+	}
+	return node.Start(cfg)
+}
+
+// backend adapts a member to server.Backend. It lives here, not in node or
 // server, because node (layer 3) may not import server (layer 4).
-type backend struct{ n *node.Node }
+type backend struct{ n runningMember }
 
 var _ server.Backend = backend{}
 

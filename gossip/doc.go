@@ -2,8 +2,10 @@
 // (Das, Gupta, Motivala, "SWIM: Scalable Weakly-consistent Infection-style
 // Process Group Membership Protocol", DSN 2002) with the Lifeguard
 // extensions (Dadgar, Phillips, Currey, "Lifeguard: Local Health Awareness
-// for More Accurate Failure Detection", 2018). This first slice is the
-// membership layer; the eventually consistent store comes next.
+// for More Accurate Failure Detection", 2018). Every synod member runs it
+// beside its replica (node/swim.go) for the operator's view of liveness;
+// the eventually consistent store (gossip/store) replicates among the
+// members it reports live.
 //
 // # Contract
 //

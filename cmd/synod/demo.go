@@ -111,6 +111,9 @@ recover.`,
 
 func (f *demoFlags) validate() error {
 	switch {
+	case f.protocol == node.Gossip:
+		return fmt.Errorf("--protocol gossip: the demo checks its history for linearizability, which eventually consistent mode does not give; " +
+			"run \"synod sim cap\" to watch gossip and Raft under one partition, or start members with \"synod serve --protocol gossip\"")
 	case !slices.Contains(node.Protocols, f.protocol):
 		return fmt.Errorf("--protocol %q is not supported; choose one of %s", f.protocol, strings.Join(node.Protocols, ", "))
 	case f.nodes < 1 || f.nodes > demoNodesMax:

@@ -67,6 +67,7 @@ func TestDemoFlagErrors(t *testing.T) {
 		want string
 	}{
 		{[]string{"demo", "--nodes", "2"}, "at least 3 members"},
+		{[]string{"demo", "--protocol", "gossip"}, "synod sim cap"},
 		{[]string{"demo", "--protocol", "paxos"}, `--protocol "paxos" is not supported; choose one of epaxos, multipaxos, raft`},
 		{[]string{"demo", "--clients", "0"}, "--clients 0"},
 		{[]string{"demo", "--duration", "10ms"}, "--duration 10ms"},

@@ -38,7 +38,7 @@ func TestServeConfig(t *testing.T) {
 		t.Errorf("n3 client URLs: %v", got)
 	}
 
-	for _, p := range []string{"multipaxos", "epaxos"} {
+	for _, p := range []string{"multipaxos", "epaxos", "gossip"} {
 		mp := *f
 		mp.protocol = p
 		if cfg, _, err := serveConfig(&mp); err != nil || cfg.Protocol != p {
@@ -47,7 +47,7 @@ func TestServeConfig(t *testing.T) {
 	}
 	// The flag's help lists every protocol.
 	usage := newServeCommand().Flags().Lookup("protocol").Usage
-	for _, p := range node.Protocols {
+	for _, p := range node.MemberProtocols {
 		if !strings.Contains(usage, p) {
 			t.Errorf("--protocol help %q does not list %s", usage, p)
 		}
@@ -57,7 +57,7 @@ func TestServeConfig(t *testing.T) {
 		mut  func(*serveFlags)
 		want string
 	}{
-		{func(f *serveFlags) { f.protocol = "paxos" }, `--protocol "paxos" is not supported; this build runs epaxos, multipaxos, raft`},
+		{func(f *serveFlags) { f.protocol = "paxos" }, `--protocol "paxos" is not supported; this build runs epaxos, gossip, multipaxos, raft`},
 		{func(f *serveFlags) { f.initialClusterState = "maybe" }, "want new or existing"},
 		{func(f *serveFlags) { f.name = "n9" }, "does not list this member"},
 		{func(f *serveFlags) { f.initialCluster = "n1" }, "not name=URL"},

@@ -228,10 +228,10 @@
 //
 // # Not yet implemented
 //
-//   - Use from node/ and server/ (sim/gossipsim already runs it beside
-//     the membership): the refusals above, the change feed to watchers, and
-//     carrying MsgPush on SWIM messages (gossip's Message has no field
-//     for it yet; until then Tick's own gossip rounds carry writes).
+//   - Carrying MsgPush on SWIM messages: gossip's Message has no field
+//     for it yet, so Tick's own gossip rounds carry writes. (The node
+//     serves the store as --protocol gossip: node/gossipnode.go, with the
+//     refusals above in server/eventual.go.)
 //   - Snapshots in one record: fine for a start, but a large store wants
 //     a streamed snapshot, like kv's.
 //   - The tree's depth is fixed per group: resizing needs every replica

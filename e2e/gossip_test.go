@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -70,26 +71,7 @@ func TestGossipMode(t *testing.T) {
 	}
 	waitValue(1, "while-down", "1")
 	// synod status: the dead member's SWIM state as the others see it.
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		out, _ := exec.Command(c.exe, "status", "--endpoints", c.members[0].clientURL).CombinedOutput()
-		row := ""
-		for _, l := range strings.Split(string(out), "\n") {
-			if strings.HasPrefix(l, "n3 ") {
-				row = l
-			}
-		}
-		if strings.Contains(row, "dead") {
-			if !strings.Contains(string(out), "SWIM") || !strings.Contains(string(out), "peer") {
-				t.Fatalf("status output:\n%s", out)
-			}
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after 30s synod status does not show n3 dead:\n%s", out)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	waitSWIMState(t, c, "n3", "dead")
 
 	if err := c.start(c.members[2]); err != nil {
 		t.Fatal(err)
@@ -108,4 +90,34 @@ func TestGossipMode(t *testing.T) {
 		}
 	}
 	waitValue(0, "after/19", "x")
+
+	// A member stopped with SIGTERM announces that it leaves.
+	c.members[1].stop()
+	waitSWIMState(t, c, "n2", "left")
+}
+
+// waitSWIMState waits until "synod status", asked through the first
+// member, shows member name in SWIM state want.
+func waitSWIMState(t *testing.T, c *cluster, name, want string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		out, _ := exec.Command(c.exe, "status", "--endpoints", c.members[0].clientURL).CombinedOutput()
+		var row []string
+		for _, l := range strings.Split(string(out), "\n") {
+			if f := strings.Fields(l); len(f) > 4 && f[0] == name {
+				row = f
+			}
+		}
+		if slices.Contains(row, want) {
+			if !strings.Contains(string(out), "SWIM") {
+				t.Fatalf("status output lacks the SWIM column:\n%s", out)
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after 30s synod status does not show %s %s:\n%s", name, want, out)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 }

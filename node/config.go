@@ -68,6 +68,7 @@ const (
 	QueueMaxLimit     = 1 << 20
 	ElectionTicksMax  = 1000
 	RequestTimeoutMax = 10 * time.Minute
+	LeaveTimeoutMax   = time.Minute
 	// SnapshotEntriesMax bounds Config.SnapshotEntries and
 	// SnapshotRetainEntriesMax Config.SnapshotRetainEntries.
 	SnapshotEntriesMax       = 1 << 30
@@ -149,6 +150,13 @@ type Config struct {
 	ProposalBatchMax int
 	// RequestTimeout bounds a request whose context has no deadline.
 	RequestTimeout time.Duration
+	// LeaveTimeout, if positive, makes Stop leave the SWIM group
+	// gracefully: the member announces that it leaves, and Stop waits up
+	// to LeaveTimeout for the transport to send the announcement before
+	// closing it, so the others record the member as left at once
+	// instead of suspecting it and declaring it dead seconds later. Zero
+	// stops without announcing. At most LeaveTimeoutMax.
+	LeaveTimeout time.Duration
 	// WatchHistoryEvents and WatchHistoryBytes bound the recent changes
 	// kept for watchers (see WatchHub); 0 means WatchHistoryEventsDefault
 	// and WatchHistoryBytesDefault.
@@ -296,6 +304,9 @@ func (c Config) Validate() error {
 		if q.v < 1 || q.v > QueueMaxLimit {
 			return fmt.Errorf("node: Config.%s is %d; allowed 1..%d", q.name, q.v, QueueMaxLimit)
 		}
+	}
+	if c.LeaveTimeout < 0 || c.LeaveTimeout > LeaveTimeoutMax {
+		return fmt.Errorf("node: Config.LeaveTimeout is %v; allowed 0..%v", c.LeaveTimeout, LeaveTimeoutMax)
 	}
 	if c.RequestTimeout < 0 || c.RequestTimeout > RequestTimeoutMax {
 		return fmt.Errorf("node: Config.RequestTimeout is %v; allowed up to %v", c.RequestTimeout, RequestTimeoutMax)

@@ -218,6 +218,7 @@ func (g *GossipNode) run() {
 		select {
 		case <-g.stopc:
 			g.failAll(ErrStopped)
+			g.leave()
 			return
 		case <-ticker.C:
 			g.store.Tick(nowMs())
@@ -384,6 +385,19 @@ func (g *GossipNode) fail(err error) {
 	g.failAll(err)
 }
 
+// leave announces, if Config.LeaveTimeout asks for it, that the member
+// leaves the SWIM group; Stop then waits for the announcement to be sent.
+func (g *GossipNode) leave() {
+	if g.cfg.LeaveTimeout <= 0 {
+		return
+	}
+	msgs, err := g.swim.leave()
+	if err != nil {
+		g.log.Warn("leaving the SWIM group", "err", err)
+	}
+	g.tr.Send(msgs)
+}
+
 // Err returns the fatal error that stopped the member's loop, or nil.
 func (g *GossipNode) Err() error {
 	if p := g.fatal.Load(); p != nil {
@@ -407,6 +421,9 @@ func (g *GossipNode) Stop() error {
 	g.stopped = true
 	close(g.stopc)
 	<-g.donec
+	if g.cfg.LeaveTimeout > 0 {
+		awaitSent(g.tr, g.cfg.LeaveTimeout)
+	}
 	var errs []error
 	if err := g.tr.Close(); err != nil {
 		errs = append(errs, fmt.Errorf("node: closing the transport: %w", err))

@@ -446,6 +446,7 @@ func (n *Node) run() {
 		case <-resume:
 		case <-n.stopc:
 			n.failAll(ErrStopped)
+			n.leave()
 			return
 		case <-ticker.C:
 			n.replica.Tick()
@@ -797,6 +798,19 @@ func (n *Node) fail(err error) {
 	n.failAll(err)
 }
 
+// leave announces, if Config.LeaveTimeout asks for it, that the member
+// leaves the SWIM group; Stop then waits for the announcement to be sent.
+func (n *Node) leave() {
+	if n.cfg.LeaveTimeout <= 0 {
+		return
+	}
+	msgs, err := n.swim.leave()
+	if err != nil {
+		n.log.Warn("leaving the SWIM group", "err", err)
+	}
+	n.tr.Send(msgs)
+}
+
 // Err returns the fatal error that stopped the node's loop, or nil.
 func (n *Node) Err() error {
 	if p := n.fatal.Load(); p != nil {
@@ -821,6 +835,9 @@ func (n *Node) Stop() error {
 	n.stopped = true
 	close(n.stopc)
 	<-n.donec
+	if n.cfg.LeaveTimeout > 0 {
+		awaitSent(n.tr, n.cfg.LeaveTimeout)
+	}
 	var errs []error
 	if err := n.tr.Close(); err != nil {
 		errs = append(errs, fmt.Errorf("node: closing the transport: %w", err))

@@ -14,6 +14,7 @@ import (
 
 	"github.com/synod-io/synod/consensus"
 	"github.com/synod-io/synod/gossip"
+	"github.com/synod-io/synod/transport"
 )
 
 // Membership and failure detection. Every node, whatever its replication
@@ -221,6 +222,40 @@ func (m *membership) name(id consensus.NodeID) string {
 		}
 	}
 	return ""
+}
+
+// leave starts SWIM's graceful leave (the member announces it left, at
+// once to a few members and then piggybacked) and returns the messages
+// that carry it.
+func (m *membership) leave() ([]consensus.Message, error) {
+	m.core.Leave()
+	m.dirty = true
+	return m.flush()
+}
+
+// leaveWaitPoll is how often awaitSent looks at the transport's queues.
+const leaveWaitPoll = 5 * time.Millisecond
+
+// awaitSent waits, for at most timeout, until tr has handed every queued
+// message to its streams, so that a leave announcement goes out before
+// the transport closes. A transport that reports no queues is not waited
+// for.
+func awaitSent(tr transport.Transport, timeout time.Duration) {
+	s, ok := tr.(interface{ Stats() transport.Stats })
+	if !ok || timeout <= 0 {
+		return
+	}
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		queued := 0
+		for _, p := range s.Stats().Peers {
+			queued += p.QueueLen
+		}
+		if queued == 0 {
+			return
+		}
+		time.Sleep(leaveWaitPoll)
+	}
 }
 
 // liveIDs lists the other members SWIM holds alive or suspect.

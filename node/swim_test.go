@@ -101,3 +101,18 @@ func TestMembershipDamagedIncarnationFile(t *testing.T) {
 		t.Fatalf("Start with a damaged incarnation file: %v", err)
 	}
 }
+
+// TestMembershipGracefulLeave: with LeaveTimeout set, a stopped member
+// announces that it leaves, and the others record it as left, not dead.
+func TestMembershipGracefulLeave(t *testing.T) {
+	defer func(d time.Duration) { swimTickInterval = d }(swimTickInterval)
+	swimTickInterval = 10 * time.Millisecond
+	c := newCluster(t, 3, func(cfg *Config) { cfg.LeaveTimeout = time.Second })
+	for id := consensus.NodeID(1); id <= 3; id++ {
+		waitSWIM(t, c, []int{0, 1, 2}, id, "alive", 10*time.Second)
+	}
+	c.stop(2)
+	waitSWIM(t, c, []int{0, 1}, 3, "left", 5*time.Second)
+	c.start(2)
+	waitSWIM(t, c, []int{0, 1, 2}, 3, "alive", 10*time.Second)
+}

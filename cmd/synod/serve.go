@@ -54,6 +54,11 @@ const envPrefix = "SYNOD_"
 // stopTimeout bounds the graceful stop of the client server.
 const stopTimeout = 5 * time.Second
 
+// leaveTimeout bounds how long a stopping member waits for its SWIM leave
+// announcement to be sent (node.Config.LeaveTimeout), so that the others
+// record it as left rather than declaring it dead.
+const leaveTimeout = 500 * time.Millisecond
+
 func newServeCommand() *cobra.Command {
 	f := &serveFlags{}
 	cmd := &cobra.Command{
@@ -100,7 +105,8 @@ as underscores (SYNOD_NAME, SYNOD_DATA_DIR, SYNOD_INITIAL_CLUSTER, ...); a
 flag given on the command line wins.
 
 On SIGINT or SIGTERM the member stops gracefully: the client API drains,
-then the replica, transport and storage close.`,
+the member announces to the SWIM group that it leaves (synod status then
+shows it as left, not dead), and the replica, transport and storage close.`,
 		Example: `  synod serve --name n1 --data-dir /var/lib/synod/n1 \
     --listen-client-urls http://10.0.0.1:2379 --listen-peer-urls http://10.0.0.1:2380 \
     --initial-cluster n1=http://10.0.0.1:2380,n2=http://10.0.0.2:2380,n3=http://10.0.0.3:2380 \
@@ -312,6 +318,7 @@ func serveConfig(f *serveFlags) (node.Config, []string, error) {
 		TickInterval:    f.tickInterval,
 		ElectionTicks:   f.electionTicks,
 		SnapshotEntries: f.snapshotCount,
+		LeaveTimeout:    leaveTimeout,
 	}
 	if cfg.DataDir == "" {
 		cfg.DataDir = f.name + ".synod"

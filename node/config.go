@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/synod-io/synod/consensus"
+	"github.com/synod-io/synod/gossip/wire"
 	"github.com/synod-io/synod/storage/wal"
 	"github.com/synod-io/synod/transport"
 )
@@ -129,6 +130,13 @@ type Config struct {
 	// neither, and every peer URL must be http://.
 	PeerServerTLS *tls.Config
 	PeerClientTLS *tls.Config
+	// GossipKeyring, if set, seals the member's SWIM (and, in gossip
+	// mode, store) messages with AES-GCM under its keys and accepts only
+	// messages it opens (see peerCodec). Every member needs the same keys;
+	// rotate them by changing the keyring while the member runs (package
+	// gossip/wire). Nil sends them as they are (peer TLS, if on, still
+	// protects them).
+	GossipKeyring *wire.Keyring
 	// Logger receives the node's log lines; nil discards them.
 	Logger *slog.Logger
 

@@ -136,7 +136,7 @@ func StartGossip(cfg Config) (*GossipNode, error) {
 	newTransport := cfg.Transport
 	if newTransport == nil {
 		newTransport = func(h transport.Handler) (transport.Transport, error) {
-			return newGRPCTransport(&g.cfg, peerCodec{}, g.log, h)
+			return newGRPCTransport(&g.cfg, peerCodec{keyring: g.cfg.GossipKeyring}, g.log, h)
 		}
 	}
 	if g.tr, err = newTransport(g.receive); err != nil {
@@ -258,6 +258,8 @@ func (g *GossipNode) step(m consensus.Message) {
 	switch p := m.Payload.(type) {
 	case *gossip.Message:
 		g.swim.step(p)
+	case *rejectedMessage:
+		g.swim.rejected(m.From, p)
 	case *store.Message:
 		if err := g.store.Step(p, nowMs()); err != nil {
 			g.log.Debug("dropped a store message", "from", m.From, "err", err)

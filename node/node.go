@@ -392,7 +392,7 @@ func (n *Node) readRevision() int64 {
 
 // grpcTransport starts the gRPC transport to the configured peers.
 func (n *Node) grpcTransport(h transport.Handler) (transport.Transport, error) {
-	return newGRPCTransport(&n.cfg, peerCodec{replica: n.proto.messages}, n.log, h)
+	return newGRPCTransport(&n.cfg, peerCodec{replica: n.proto.messages, keyring: n.cfg.GossipKeyring}, n.log, h)
 }
 
 // newGRPCTransport starts the gRPC transport of the member cfg configures,
@@ -509,8 +509,12 @@ func (n *Node) drainRequests(max, bytes int) {
 
 func (n *Node) step(m consensus.Message) {
 	n.metrics.received(m)
-	if gm, ok := m.Payload.(*gossip.Message); ok {
-		n.swim.step(gm)
+	switch p := m.Payload.(type) {
+	case *gossip.Message:
+		n.swim.step(p)
+		return
+	case *rejectedMessage:
+		n.swim.rejected(m.From, p)
 		return
 	}
 	if err := n.replica.Step(m); err != nil {

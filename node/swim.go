@@ -74,6 +74,8 @@ type membership struct {
 	// every is how many node ticks make one SWIM tick.
 	every, ticks int
 	healthMax    int
+	// rejectedTotal counts gossip messages the keyring refused.
+	rejectedTotal uint64
 	// dirty is set when the core ticked or stepped since the last flush.
 	dirty bool
 	// membersChanged is set by a flush that reported membership events;
@@ -177,6 +179,16 @@ func (m *membership) step(msg *gossip.Message) {
 	m.dirty = true
 	if err := m.core.Step(msg); err != nil {
 		m.log.Debug("dropped a SWIM message", "from", msg.From, "err", err)
+	}
+}
+
+// rejected counts and logs (the first, then every 1024th) a gossip
+// message from a peer that the keyring refused.
+func (m *membership) rejected(from consensus.NodeID, r *rejectedMessage) {
+	m.rejectedTotal++
+	if m.rejectedTotal == 1 || m.rejectedTotal%1024 == 0 {
+		m.log.Warn("dropped a gossip message that did not pass the keyring", "from", from, "name", m.name(from),
+			"err", r.err, "rejected_total", m.rejectedTotal)
 	}
 }
 

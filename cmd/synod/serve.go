@@ -20,6 +20,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/synod-io/synod/consensus"
+	"github.com/synod-io/synod/gossip/wire"
 	"github.com/synod-io/synod/kv"
 	"github.com/synod-io/synod/node"
 	"github.com/synod-io/synod/server"
@@ -44,6 +45,7 @@ type serveFlags struct {
 	electionTicks       int
 	snapshotCount       int
 	listenMetricsURLs   string
+	gossipKeyringFile   string
 	tls                 tlsFlags // see tls.go
 }
 
@@ -87,6 +89,12 @@ are refused. The README's "etcd guarantees by protocol" has the details.
 
 Every member, whatever its protocol, also runs SWIM membership with
 Lifeguard over the peer connections; synod status shows what it sees.
+With --gossip-keyring-file, SWIM's messages (and the gossip store's) are
+sealed with AES-GCM under the file's first key and accepted only if one of
+its keys opens them. To rotate without downtime: add the new key as a
+second line on every member and send each SIGHUP; move it to the first line
+everywhere and SIGHUP again; then drop the old line and SIGHUP. The
+replication protocols' messages are not sealed: use peer TLS for them.
 
 The flags follow etcd's. Member IDs are derived from each member's name and
 --initial-cluster-token, and the cluster ID from the token and the member
@@ -143,6 +151,8 @@ shows it as left, not dead), and the replica, transport and storage close.`,
 		"under epaxos, how long an instance may stay uncommitted before a member recovers it")
 	fl.IntVar(&f.snapshotCount, "snapshot-count", node.SnapshotEntriesDefault, "applied entries between snapshots (under epaxos, executed commands)")
 	fl.StringVar(&f.listenMetricsURLs, "listen-metrics-urls", "", "URLs to serve HTTP /metrics, /health and /status on (comma-separated; default: none)")
+	fl.StringVar(&f.gossipKeyringFile, "gossip-keyring-file", "", "file of AES keys (base64, one per line, the primary first) that seal SWIM and gossip-store messages; "+
+		"every member needs the same keys; SIGHUP reloads it, to rotate keys (default: unsealed)")
 	f.tls.register(fl)
 	return cmd
 }
@@ -371,6 +381,19 @@ func runServe(cmd *cobra.Command, f *serveFlags) error {
 		clientLis = append(clientLis, l)
 	}
 	cfg.PeerListener = peerLis
+	if f.gossipKeyringFile != "" {
+		keys, err := readKeyringFile(f.gossipKeyringFile)
+		if err == nil {
+			cfg.GossipKeyring, err = wire.NewKeyring(keys[0], keys[1:]...)
+		}
+		if err != nil {
+			closeClients()
+			peerLis.Close()
+			return err
+		}
+		stopReload := reloadKeyringOnHUP(f.gossipKeyringFile, cfg.GossipKeyring, log)
+		defer stopReload()
+	}
 	if f.initialClusterState == "existing" {
 		log.Info("joining an existing cluster: the membership is --initial-cluster; an empty data directory catches up from the peers")
 	}
@@ -423,6 +446,53 @@ func runServe(cmd *cobra.Command, f *serveFlags) error {
 		runErr = err
 	}
 	return runErr
+}
+
+// readKeyringFile reads the gossip keyring file (wire.ParseKeys).
+func readKeyringFile(path string) ([][]byte, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("--gossip-keyring-file: %w", err)
+	}
+	keys, err := wire.ParseKeys(data)
+	if err != nil {
+		return nil, fmt.Errorf("--gossip-keyring-file %s: %w", path, err)
+	}
+	return keys, nil
+}
+
+// reloadKeyringOnHUP replaces kr's keys with the file's on every SIGHUP
+// (a file that does not parse is logged and changes nothing). It returns
+// a function that stops it.
+func reloadKeyringOnHUP(path string, kr *wire.Keyring, log *slog.Logger) (stop func()) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		for {
+			select {
+			case <-done:
+				return
+			case <-hup:
+				keys, err := readKeyringFile(path)
+				if err == nil {
+					err = kr.Replace(keys)
+				}
+				if err != nil {
+					log.Error("gossip keyring not reloaded; keeping the keys in use", "err", err)
+					continue
+				}
+				log.Info("gossip keyring reloaded", "file", path, "keys", len(keys))
+			}
+		}
+	}()
+	return func() {
+		signal.Stop(hup)
+		close(done)
+		<-finished
+	}
 }
 
 // runningMember is a running cluster member: a *node.Node (a consensus

@@ -31,9 +31,11 @@ import (
 	"crypto/cipher"
 	"crypto/rand"
 	"crypto/sha256"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 )
 
@@ -166,6 +168,55 @@ func (kr *Keyring) Remove(raw []byte) error {
 		kr.keys = slices.Delete(kr.keys, i, i+1)
 	}
 	return nil
+}
+
+// Replace makes keys exactly the installed keys, keys[0] the primary, in
+// one step (a reload of the operator's key file). Nothing changes if any
+// key is invalid, or there are none, or more than KeysMax, or one repeats.
+func (kr *Keyring) Replace(keys [][]byte) error {
+	if len(keys) == 0 || len(keys) > KeysMax {
+		return fmt.Errorf("wire: %d keys; a keyring holds 1..%d", len(keys), KeysMax)
+	}
+	next := make([]*key, 0, len(keys))
+	for i, raw := range keys {
+		k, err := newKey(raw)
+		if err != nil {
+			return fmt.Errorf("key %d: %w", i+1, err)
+		}
+		if slices.ContainsFunc(next, func(o *key) bool { return bytes.Equal(o.raw, k.raw) }) {
+			return fmt.Errorf("wire: key %d repeats an earlier key", i+1)
+		}
+		next = append(next, k)
+	}
+	kr.mu.Lock()
+	kr.keys = next
+	kr.mu.Unlock()
+	return nil
+}
+
+// ParseKeys reads keys from text: one standard base64 key per line, the
+// primary first; blank lines and lines starting with # are skipped. Errors
+// name the line. (Generate a key with: head -c 32 /dev/urandom | base64.)
+func ParseKeys(text []byte) ([][]byte, error) {
+	var keys [][]byte
+	for i, line := range strings.Split(string(text), "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		raw, err := base64.StdEncoding.DecodeString(line)
+		if err != nil {
+			return nil, fmt.Errorf("line %d: not base64: %w", i+1, err)
+		}
+		if _, err := newKey(raw); err != nil {
+			return nil, fmt.Errorf("line %d: %d bytes: %w", i+1, len(raw), err)
+		}
+		keys = append(keys, raw)
+	}
+	if len(keys) == 0 || len(keys) > KeysMax {
+		return nil, fmt.Errorf("%d keys; want 1..%d, one base64 key per line, the primary first", len(keys), KeysMax)
+	}
+	return keys, nil
 }
 
 // Keys returns copies of the installed keys, the primary first.

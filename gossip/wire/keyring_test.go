@@ -2,9 +2,11 @@ package wire
 
 import (
 	"bytes"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"reflect"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -299,5 +301,47 @@ func TestConcurrentRotation(t *testing.T) {
 	}
 	if n := len(receiver.Keys()); n != 1 {
 		t.Fatalf("%d keys left after the rotations, want 1", n)
+	}
+}
+
+func TestReplaceAndParseKeys(t *testing.T) {
+	a, b := bytes.Repeat([]byte{1}, 32), bytes.Repeat([]byte{2}, 16)
+	text := "# keys, primary first\n" + base64.StdEncoding.EncodeToString(b) + "\n\n" + base64.StdEncoding.EncodeToString(a) + "\n"
+	keys, err := ParseKeys([]byte(text))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(keys) != 2 || !bytes.Equal(keys[0], b) || !bytes.Equal(keys[1], a) {
+		t.Fatalf("parsed %x", keys)
+	}
+	kr, err := NewKeyring(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sealedA, _ := kr.Seal(nil, []byte("m"), nil)
+	if err := kr.Replace(keys); err != nil {
+		t.Fatal(err)
+	}
+	if got := kr.Keys(); !bytes.Equal(got[0], b) || len(got) != 2 {
+		t.Fatalf("keys after Replace: %x", got)
+	}
+	if _, err := kr.Open(nil, sealedA, nil); err != nil {
+		t.Fatalf("the old key no longer opens: %v", err)
+	}
+	for _, bad := range [][][]byte{nil, {a, a}, {a, []byte("short")}} {
+		if err := kr.Replace(bad); err == nil {
+			t.Errorf("Replace(%d keys) accepted", len(bad))
+		}
+	}
+	if got := kr.Keys(); !bytes.Equal(got[0], b) || len(got) != 2 {
+		t.Fatalf("a refused Replace changed the keys: %x", got)
+	}
+	for _, bad := range []string{"", "# only a comment\n", "!!!\n", base64.StdEncoding.EncodeToString([]byte("short")) + "\n"} {
+		if _, err := ParseKeys([]byte(bad)); err == nil {
+			t.Errorf("ParseKeys(%q) accepted", bad)
+		}
+	}
+	if _, err := ParseKeys([]byte("x\n!!!")); err == nil || !strings.Contains(err.Error(), "line 1") {
+		t.Errorf("error does not name the line: %v", err)
 	}
 }

@@ -326,7 +326,13 @@ func (c Config) Validate() error {
 		return fmt.Errorf("node: Config.WatchHistoryBytes is %d; allowed 1..%d", c.WatchHistoryBytes, int64(WatchHistoryBytesMax))
 	}
 	if c.Protocol == Gossip {
-		return nil // no replica: the store's settings are fixed (gossipnode.go)
+		// No replica: the store's settings are fixed (gossipnode.go), but
+		// its largest write must fit a WAL record.
+		if max := gossipChunkBytes(walOptions(c.WALSegmentBytes).RecordBytesMax); max < gossipEntryBytesMax() {
+			return fmt.Errorf("node: Config.WALSegmentBytes is %d: under %s a WAL record must hold the largest write (%d bytes); "+
+				"use at least %d", c.WALSegmentBytes, Gossip, gossipEntryBytesMax(), 2*gossipEntryBytesMax()+8192)
+		}
+		return nil
 	}
 	// Last, the protocol's own limits on what the node hands it.
 	s := c.replicaSettings(rand.New(rand.NewPCG(0, 0)), consensus.DiscardLogger, nil)

@@ -169,8 +169,10 @@ func gossipRead(s *store.Store, req kv.Request) kv.Result {
 // (matching kv.ErrInvalidRequest) changed nothing; a write the store
 // refuses (a key or value beyond its bounds: matching kv.ErrInvalidRequest
 // and store.ErrInvalidWrite) or fails (a logical clock overflow) changed
-// nothing for that operation, but in a Txn the operations before it stay
-// applied (Responses holds their results; there is no atomicity here).
+// nothing for that operation; a Txn checks every write's bounds before
+// applying any, but one that fails later (a clock overflow) leaves the
+// operations before it applied (Responses holds their results; there is
+// no atomicity here).
 //
 // Revision is gossipRevision after the request, also in every Response.
 // Events are never set: every change, local or merged, reaches watchers
@@ -203,9 +205,24 @@ func gossipOp(s *store.Store, r *kv.Request, nowMs uint64) kv.Result {
 	return kv.Read(gossipView{s}, *r)
 }
 
-// gossipTxn applies ops in order, each its own write, and stops at the
-// first error, which it returns with the results so far.
+// gossipTxn applies ops in order, each its own write. It first checks
+// every write's key and value against the store's bounds, so that a Txn
+// refused for them changes nothing; an operation that still fails (a
+// logical clock overflow) stops it, and the error is returned with the
+// results so far.
 func gossipTxn(s *store.Store, ops []kv.Request, nowMs uint64) kv.Result {
+	for i := range ops {
+		var err error
+		switch op := &ops[i]; {
+		case op.Put != nil:
+			err = s.CheckWrite(string(op.Put.Key), op.Put.Value)
+		case op.DeleteRange != nil && len(op.DeleteRange.RangeEnd) == 0:
+			err = s.CheckWrite(string(op.DeleteRange.Key), nil)
+		}
+		if err != nil {
+			return kv.Result{Err: fmt.Errorf("txn operation %d of %d (nothing applied): %w", i+1, len(ops), gossipWriteError(gossipOpKey(&ops[i]), err))}
+		}
+	}
 	res := kv.Result{Succeeded: true}
 	if len(ops) > 0 {
 		res.Responses = make([]kv.Result, 0, len(ops))
@@ -220,6 +237,14 @@ func gossipTxn(s *store.Store, ops []kv.Request, nowMs uint64) kv.Result {
 		res.Responses = append(res.Responses, r)
 	}
 	return res
+}
+
+// gossipOpKey is the key an operation writes (its start key for a range).
+func gossipOpKey(r *kv.Request) []byte {
+	if r.Put != nil {
+		return r.Put.Key
+	}
+	return r.DeleteRange.Key
 }
 
 func gossipPut(s *store.Store, p *kv.PutRequest, nowMs uint64) kv.Result {

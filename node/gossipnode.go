@@ -2,11 +2,16 @@ package node
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"math/rand/v2"
+	"os"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -16,7 +21,6 @@ import (
 	"github.com/synod-io/synod/gossip/store"
 	"github.com/synod-io/synod/kv"
 	"github.com/synod-io/synod/storage/durable"
-	"github.com/synod-io/synod/storage/wal"
 	"github.com/synod-io/synod/transport"
 )
 
@@ -64,6 +68,10 @@ type GossipNode struct {
 	pending []gossipAnswer
 	// sinceCheckpoint counts records written since the last checkpoint.
 	sinceCheckpoint int
+	// chunkBytes bounds the encoded records written as one WAL record.
+	chunkBytes int
+	// aliveSavedMs is when the last-alive file was last written.
+	aliveSavedMs uint64
 
 	recvc chan consensus.Message
 	reqc  chan *gossipRequest
@@ -167,8 +175,11 @@ func (g *GossipNode) open() error {
 	if g.store, err = store.New(sc); err != nil {
 		return fmt.Errorf("node: creating the store replica: %w", err)
 	}
-	fit := cfg.WALSegmentBytes - 64
-	walOpts := wal.Options{SegmentBytes: cfg.WALSegmentBytes, RecordBytesMax: int(fit - fit%8 - 64)}
+	if err := checkLastAlive(cfg, sc); err != nil {
+		return err
+	}
+	walOpts := walOptions(cfg.WALSegmentBytes)
+	g.chunkBytes = gossipChunkBytes(walOpts.RecordBytesMax)
 	var recs []consensus.Record
 	g.wal, recs, err = durable.Open(vfsDefault, cfg.path(walDirName), walOpts, store.RecordCodec)
 	if err != nil {
@@ -180,7 +191,7 @@ func (g *GossipNode) open() error {
 				"if it is damaged, remove this member's data directory and let anti-entropy refill it from its peers",
 				i, cfg.path(walDirName), err)
 		}
-		if _, ok := r.(*store.SnapshotRecord); ok {
+		if _, ok := r.(consensus.Checkpoint); ok {
 			g.sinceCheckpoint = 0
 		} else {
 			g.sinceCheckpoint++
@@ -236,11 +247,13 @@ func (g *GossipNode) run() {
 			}
 		case rq := <-g.reqc:
 			g.serve(rq)
+			bytes := gossipRequestBytes(&rq.req)
 		more:
-			for i := 1; i < g.cfg.ProposalBatchMax; i++ {
+			for i := 1; i < g.cfg.ProposalBatchMax && bytes < ProposalBatchBytesMax; i++ {
 				select {
 				case rq := <-g.reqc:
 					g.serve(rq)
+					bytes += gossipRequestBytes(&rq.req)
 				default:
 					break more
 				}
@@ -257,10 +270,14 @@ func (g *GossipNode) step(m consensus.Message) {
 	g.metrics.received(m)
 	switch p := m.Payload.(type) {
 	case *gossip.Message:
-		g.swim.step(p)
+		g.swim.step(m.From, p)
 	case *rejectedMessage:
 		g.swim.rejected(m.From, p)
 	case *store.Message:
+		if p.From != m.From {
+			g.log.Debug("dropped a store message whose sender differs from its stream's peer", "from", m.From, "claimed", p.From)
+			return
+		}
 		if err := g.store.Step(p, nowMs()); err != nil {
 			g.log.Debug("dropped a store message", "from", m.From, "err", err)
 		}
@@ -292,7 +309,7 @@ func (g *GossipNode) flush() error {
 	changes := gossipReadyEvents(g.store, rd)
 	if len(rd.Persist) > 0 {
 		start := time.Now()
-		if err := g.wal.Persist(rd.Persist, false); err != nil {
+		if err := g.persist(chunkRecords(rd.Persist, g.chunkBytes)); err != nil {
 			return fmt.Errorf("node: writing the write-ahead log: %w", err)
 		}
 		g.metrics.walSync.observe(time.Since(start))
@@ -309,7 +326,7 @@ func (g *GossipNode) flush() error {
 	g.store.Advance(rd)
 	g.watch.Publish(changes)
 	for _, a := range g.pending {
-		if a.res.Err == nil {
+		if a.rq.write && a.res.Err == nil {
 			g.metrics.proposalsCommitted.Add(1)
 		}
 		a.rq.done <- proposalResult{res: a.res, applied: true}
@@ -321,11 +338,14 @@ func (g *GossipNode) flush() error {
 		}
 	}
 	msgs, err := g.swim.flush()
+	if err != nil {
+		return err
+	}
 	if len(msgs) > 0 {
 		g.metrics.sent(msgs)
 		g.tr.Send(msgs)
 	}
-	if err != nil {
+	if err := g.saveLastAlive(); err != nil {
 		return err
 	}
 	if g.swim.membersChanged {
@@ -336,20 +356,68 @@ func (g *GossipNode) flush() error {
 	return nil
 }
 
-// checkpoint writes the whole state as one record, which releases the
-// records before it. A state too large for one WAL record is not
-// checkpointed (the log keeps growing); that is logged, not fatal.
+// persist writes chunks of records, one WAL record each, and makes them
+// durable together; if the first chunk holds a checkpoint, the WAL then
+// releases the records before it.
+func (g *GossipNode) persist(chunks [][]consensus.Record) error {
+	var first uint64
+	var checkpoint bool
+	for i, c := range chunks {
+		index, cp, err := g.wal.Write(c)
+		if err != nil {
+			return err
+		}
+		if i == 0 {
+			first, checkpoint = index, cp
+		}
+	}
+	return g.wal.Commit(first, checkpoint)
+}
+
+// checkpoint restates the whole state (store.Restate) in chunks that fit
+// WAL records; once it is durable, the records before it are released. A
+// crash in the middle loses nothing: the restatement merges with what
+// precedes it.
 func (g *GossipNode) checkpoint() error {
-	err := g.wal.Persist([]consensus.Record{g.store.Snapshot()}, false)
-	switch {
-	case errors.Is(err, wal.ErrRecordTooLarge):
-		g.log.Warn("the store's state no longer fits one write-ahead log record, so the log is not compacted; raise the WAL segment size",
-			"keys", g.store.Len(), "err", err)
-	case err != nil:
+	if err := g.persist(g.store.Restate(g.chunkBytes)); err != nil {
 		return fmt.Errorf("node: writing a checkpoint of the store: %w", err)
 	}
 	g.sinceCheckpoint = 0
 	return nil
+}
+
+// gossipRequestBytes estimates the bytes a request writes, for the
+// loop's batch bound.
+func gossipRequestBytes(r *kv.Request) int {
+	switch {
+	case r.Put != nil:
+		return len(r.Put.Key) + len(r.Put.Value)
+	case r.DeleteRange != nil:
+		return len(r.DeleteRange.Key) + len(r.DeleteRange.RangeEnd)
+	case r.Txn != nil:
+		n := 0
+		for i := range r.Txn.Success {
+			n += gossipRequestBytes(&r.Txn.Success[i])
+		}
+		return n
+	}
+	return 0
+}
+
+// chunkRecords splits records into runs whose encodings add up to at most
+// chunkBytes each (a larger record goes alone), so that each fits one WAL
+// record.
+func chunkRecords(recs []consensus.Record, chunkBytes int) [][]consensus.Record {
+	var chunks [][]consensus.Record
+	start, size := 0, 0
+	for i, r := range recs {
+		n := store.RecordBytes(r) + binary.MaxVarintLen64
+		if size+n > chunkBytes && i > start {
+			chunks, start, size = append(chunks, recs[start:i]), i, 0
+		}
+		size += n
+	}
+	return append(chunks, recs[start:])
 }
 
 // setPeers tells the store who the live members are.
@@ -584,4 +652,71 @@ func (g *GossipNode) Metrics() Metrics {
 		out.Transport = &st
 	}
 	return out
+}
+
+// lastAliveName is the file, in a gossip-mode data directory, that holds
+// when the member last ran (Unix milliseconds), written at most every
+// lastAliveEveryMs.
+const (
+	lastAliveName    = "last-alive"
+	lastAliveEveryMs = 60_000
+)
+
+// checkLastAlive refuses to start a member with data that was down for
+// longer than the store keeps tombstones (see gossip/store: a replica that missed
+// deletes and rejoins after its peers purged their tombstones brings the
+// deleted keys back everywhere).
+func checkLastAlive(cfg *Config, sc store.Config) error {
+	if _, err := os.Stat(cfg.path(walDirName)); errors.Is(err, fs.ErrNotExist) {
+		return nil // no data to bring back: the member starts empty
+	}
+	p := cfg.path(lastAliveName)
+	data, err := os.ReadFile(p)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("node: reading %s: %w", p, err)
+	}
+	last, err := strconv.ParseUint(strings.TrimSpace(string(data)), 10, 64)
+	if err != nil {
+		return fmt.Errorf("node: %s is damaged (%v); remove it to start anyway", p, err)
+	}
+	now := nowMs()
+	limit := sc.TombstoneTTLMs - min(sc.TombstoneTTLMs, sc.ClockDriftMaxMs+lastAliveEveryMs)
+	if now <= last || now-last <= limit {
+		return nil
+	}
+	return fmt.Errorf("node: this member last ran at %s, %v ago, longer than deletes are remembered (%v): "+
+		"its data may hold keys deleted since, which it would bring back on every member. "+
+		"Remove %s (its write-ahead log) and restart it: it then refills from its peers. "+
+		"If every member was down that long (nobody to refill from), remove %s instead to keep this member's data",
+		time.UnixMilli(int64(last)).UTC().Format(time.RFC3339), time.Duration(now-last)*time.Millisecond,
+		time.Duration(sc.TombstoneTTLMs)*time.Millisecond, cfg.path(walDirName), p)
+}
+
+// saveLastAlive records, at most every lastAliveEveryMs, that the member
+// runs.
+func (g *GossipNode) saveLastAlive() error {
+	now := nowMs()
+	if now >= g.aliveSavedMs && now-g.aliveSavedMs < lastAliveEveryMs {
+		return nil
+	}
+	if err := writeFileDurably(g.cfg.DataDir, g.cfg.path(lastAliveName), []byte(strconv.FormatUint(now, 10)+"\n")); err != nil {
+		return fmt.Errorf("node: recording that the member runs in %s: %w", g.cfg.path(lastAliveName), err)
+	}
+	g.aliveSavedMs = now
+	return nil
+}
+
+// gossipChunkBytes is how many bytes of encoded records the node writes as
+// one WAL record of at most recordBytesMax: room is left for the batch's
+// framing.
+func gossipChunkBytes(recordBytesMax int) int { return recordBytesMax - 4096 }
+
+// gossipEntryBytesMax bounds one encoded store record: the store's key and
+// value bounds and the record's own fields.
+func gossipEntryBytesMax() int {
+	sc := store.DefaultConfig(1, nil)
+	return sc.KeyBytesMax + sc.ValueBytesMax + 64
 }

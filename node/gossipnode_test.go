@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -167,9 +169,9 @@ func TestGossipNodeRestartKeepsState(t *testing.T) {
 	}
 	c.waitConverged([]int{0, 1}, want+" while-down=x", 10*time.Second)
 	c.stop(1)
-	// Every SnapshotEntries changes the log took a checkpoint of the
-	// whole state (the WAL releases what precedes one a segment at a
-	// time): at most 4 records follow the last.
+	// Every SnapshotEntries changes the log restated the whole state (the
+	// WAL releases what precedes a restatement a segment at a time): the
+	// last restatement's 11 entries and at most 4 changes follow it.
 	l, recs, err := durable.Open(vfsDefault, filepath.Join(c.dirs[1], walDirName), wal.Options{}, store.RecordCodec)
 	if err != nil {
 		t.Fatal(err)
@@ -177,11 +179,11 @@ func TestGossipNodeRestartKeepsState(t *testing.T) {
 	defer l.Close()
 	last := -1
 	for i, r := range recs {
-		if _, ok := r.(*store.SnapshotRecord); ok {
+		if _, ok := r.(*store.RestateRecord); ok {
 			last = i
 		}
 	}
-	if last < 0 || len(recs)-1-last > 4 {
+	if last < 0 || len(recs)-1-last > 11+4 {
 		t.Fatalf("the log holds %d records; the last checkpoint is at %d", len(recs), last)
 	}
 }
@@ -255,5 +257,86 @@ func TestGossipNodeStatus(t *testing.T) {
 			t.Fatalf("after 10s: %d alive in %+v, store peers %d", alive, st.Membership, c.nodes[0].StoreStatus().Peers)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestGossipNodeLargeBatchesAndCheckpoints: writes and checkpoints far
+// larger than one WAL record are split across records, so concurrent
+// large puts, a delete of every key and restatements of a state many
+// records long neither stop the member nor lose anything across a
+// restart.
+func TestGossipNodeLargeBatchesAndCheckpoints(t *testing.T) {
+	segment := int64(2*gossipEntryBytesMax() + 8192) // the least Validate allows
+	c := newGossipCluster(t, 1, func(cfg *Config) { cfg.WALSegmentBytes, cfg.SnapshotEntries = segment, 8 })
+	value := strings.Repeat("v", 512<<10)
+	errc := make(chan error, 24)
+	for i := range 24 {
+		go func() {
+			_, err := c.nodes[0].Propose(context.Background(), kv.Put(fmt.Sprintf("big/%02d", i), value))
+			errc <- err
+		}()
+	}
+	for range 24 {
+		if err := <-errc; err != nil {
+			t.Fatal(err)
+		}
+	}
+	res, err := c.nodes[0].Read(context.Background(), kv.Request{Range: &kv.RangeRequest{Key: []byte("big/"), RangeEnd: kv.PrefixEnd([]byte("big/")), CountOnly: true}}, false)
+	if err != nil || res.Count != 24 {
+		t.Fatalf("count %d, %v", res.Count, err)
+	}
+	c.stop(0)
+	c.start(0)
+	res, err = c.nodes[0].Read(context.Background(), kv.Request{Range: &kv.RangeRequest{Key: []byte("big/"), RangeEnd: kv.PrefixEnd([]byte("big/"))}}, false)
+	if err != nil || len(res.KVs) != 24 || string(res.KVs[23].Value) != value {
+		t.Fatalf("after restart: %d keys, %v", len(res.KVs), err)
+	}
+	if _, err := c.nodes[0].Propose(context.Background(), kv.Request{DeleteRange: &kv.DeleteRangeRequest{Key: []byte("big/"), RangeEnd: kv.PrefixEnd([]byte("big/"))}}); err != nil {
+		t.Fatal(err)
+	}
+	c.stop(0)
+	c.start(0)
+	if got := c.contents(0); got != "" {
+		t.Fatalf("after deleting everything and restarting: %q", got)
+	}
+}
+
+// TestGossipNodeRefusesStaleRejoin: a member down for longer than deletes
+// are remembered must not rejoin with its old data; the error says what to
+// remove, and once the WAL is gone the member starts (empty, to refill).
+func TestGossipNodeRefusesStaleRejoin(t *testing.T) {
+	c := newGossipCluster(t, 1, nil)
+	c.put(0, "k", "v")
+	c.stop(0)
+	old := nowMs() - 48*3600*1000
+	if err := os.WriteFile(filepath.Join(c.dirs[0], lastAliveName), []byte(strconv.FormatUint(old, 10)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg := Config{Name: "g1", ID: 1, ClusterID: 0x90, DataDir: c.dirs[0], Protocol: Gossip, Peers: c.peers,
+		Transport: c.net.factory(1), TickInterval: 10 * time.Millisecond}
+	_, err := StartGossip(cfg)
+	if err == nil || !strings.Contains(err.Error(), "longer than deletes are remembered") || !strings.Contains(err.Error(), filepath.Join(c.dirs[0], walDirName)) {
+		t.Fatalf("start after 48 h away: %v", err)
+	}
+	if err := os.RemoveAll(filepath.Join(c.dirs[0], walDirName)); err != nil {
+		t.Fatal(err)
+	}
+	c.start(0)
+	if got := c.contents(0); got != "" {
+		t.Fatalf("a wiped member holds %q", got)
+	}
+}
+
+// TestGossipConfigNeedsRoomForTheLargestWrite: a WAL segment too small
+// for the store's largest write is refused up front.
+func TestGossipConfigNeedsRoomForTheLargestWrite(t *testing.T) {
+	cfg := Config{Name: "a", ID: 1, ClusterID: 1, DataDir: "/tmp/x", Protocol: Gossip, Peers: []Peer{{ID: 1, Name: "a"}},
+		Transport: newMemNet().factory(1)}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	cfg.WALSegmentBytes = 1 << 20
+	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "largest write") {
+		t.Fatalf("1 MiB segments: %v", err)
 	}
 }

@@ -295,10 +295,7 @@ func (n *Node) open() error {
 		n.log.Info("snapshot received from a peer", "index", in.Index, "term", in.Term)
 	}
 	var recs []consensus.Record
-	// Each record must fit in one segment, with room for its frame.
-	fit := cfg.WALSegmentBytes - 64
-	walOpts := wal.Options{SegmentBytes: cfg.WALSegmentBytes, RecordBytesMax: int(fit - fit%8 - 64)}
-	n.wal, recs, err = durable.Open(vfsDefault, cfg.path(walDirName), walOpts, n.proto.records)
+	n.wal, recs, err = durable.Open(vfsDefault, cfg.path(walDirName), walOptions(cfg.WALSegmentBytes), n.proto.records)
 	if err != nil {
 		return fmt.Errorf("node: opening the write-ahead log in %s: %w", cfg.path(walDirName), err)
 	}
@@ -361,6 +358,13 @@ func (n *Node) open() error {
 			"last_index", st.LastIndex, "snapshot", base, "kv_applied", n.kv.AppliedIndex())
 	}
 	return nil
+}
+
+// walOptions are the WAL's options for segments of segmentBytes: each
+// record must fit in one segment, with room for its frame.
+func walOptions(segmentBytes int64) wal.Options {
+	fit := segmentBytes - 64
+	return wal.Options{SegmentBytes: segmentBytes, RecordBytesMax: int(fit - fit%8 - 64)}
 }
 
 // restoreKV replaces the key-value state with the stored snapshot at index.
@@ -511,7 +515,7 @@ func (n *Node) step(m consensus.Message) {
 	n.metrics.received(m)
 	switch p := m.Payload.(type) {
 	case *gossip.Message:
-		n.swim.step(p)
+		n.swim.step(m.From, p)
 		return
 	case *rejectedMessage:
 		n.swim.rejected(m.From, p)
@@ -614,11 +618,14 @@ func (n *Node) handleReady() (more bool, err error) {
 // flushMembership sends SWIM's messages.
 func (n *Node) flushMembership() error {
 	msgs, err := n.swim.flush()
+	if err != nil {
+		return err
+	}
 	if len(msgs) > 0 {
 		n.metrics.sent(msgs)
 		n.tr.Send(msgs)
 	}
-	return err
+	return nil
 }
 
 // apply applies committed entries to the key-value store in one batch and

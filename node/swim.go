@@ -174,8 +174,13 @@ func (m *membership) tick() {
 	}
 }
 
-// step hands the core a peer's SWIM message.
-func (m *membership) step(msg *gossip.Message) {
+// step hands the core a SWIM message from peer from (the transport's
+// authenticated sender); one claiming another sender is dropped.
+func (m *membership) step(from consensus.NodeID, msg *gossip.Message) {
+	if msg.From != from {
+		m.log.Debug("dropped a SWIM message whose sender differs from its stream's peer", "from", from, "claimed", msg.From)
+		return
+	}
 	m.dirty = true
 	if err := m.core.Step(msg); err != nil {
 		m.log.Debug("dropped a SWIM message", "from", msg.From, "err", err)
@@ -220,7 +225,7 @@ func (m *membership) flush() ([]consensus.Message, error) {
 	m.core.Advance(rd)
 	if inc := m.core.Status().Incarnation; inc > m.incSaved {
 		if err := m.saveIncarnation(inc); err != nil {
-			return out, err
+			return nil, err // say nothing the next run might contradict
 		}
 	}
 	m.publish()
@@ -270,12 +275,14 @@ func awaitSent(tr transport.Transport, timeout time.Duration) {
 	}
 }
 
-// liveIDs lists the other members SWIM holds alive or suspect.
+// liveIDs lists the other configured members SWIM holds alive or suspect.
+// (A member some peer's configuration lists but this one's does not may
+// be heard of; the transport cannot reach it, so it is left out.)
 func (m *membership) liveIDs() []consensus.NodeID {
 	var ids []consensus.NodeID
-	for _, gm := range m.core.Status().Members {
-		if gm.ID != m.self && (gm.State == gossip.StateAlive || gm.State == gossip.StateSuspect) {
-			ids = append(ids, gm.ID)
+	for _, p := range m.peers {
+		if gm, ok := m.core.Member(p.ID); ok && p.ID != m.self && (gm.State == gossip.StateAlive || gm.State == gossip.StateSuspect) {
+			ids = append(ids, p.ID)
 		}
 	}
 	return ids

@@ -21,6 +21,7 @@ const (
 const (
 	recordEntry    byte = 1
 	recordSnapshot byte = 2
+	recordRestate  byte = 3
 )
 
 // Smallest encodings, for bounding decoded counts by the bytes left.
@@ -262,9 +263,9 @@ func (m *Message) validate() error {
 // RecordCodec encodes the store's durable records (*EntryRecord,
 // *SnapshotRecord) and decodes them. It implements consensus.RecordCodec.
 //
-// Encoding: version, kind (1: entry, 2: snapshot), then an entry as in a
-// message; or the clock (wall, logical), the revision, the number of
-// entries and each entry. Decoding checks every entry and that a
+// Encoding: version, kind (1: entry, 2: snapshot, 3: restate), then an
+// entry as in a message; or the clock (wall, logical), the revision, and
+// for a snapshot the number of entries and each entry. Decoding checks every entry and that a
 // snapshot's keys strictly increase.
 var RecordCodec consensus.RecordCodec = recCodec{}
 
@@ -281,6 +282,14 @@ func (recCodec) AppendRecord(buf []byte, r consensus.Record) ([]byte, error) {
 		}
 		buf = append(buf, formatVersion, recordEntry)
 		return appendEntry(buf, &r.Entry), nil
+	case *RestateRecord:
+		if r == nil {
+			break
+		}
+		buf = append(buf, formatVersion, recordRestate)
+		buf = binary.AppendUvarint(buf, r.Clock.WallMs)
+		buf = binary.AppendUvarint(buf, uint64(r.Clock.Logical))
+		return binary.AppendUvarint(buf, r.Revision), nil
 	case *SnapshotRecord:
 		if r == nil {
 			break
@@ -310,14 +319,16 @@ func (recCodec) DecodeRecord(data []byte) (consensus.Record, error) {
 		er := &EntryRecord{}
 		er.Entry, err = decodeEntry(d)
 		r = er
+	case kind == recordRestate:
+		rr := &RestateRecord{}
+		rr.Clock, err = decodeClock(d)
+		rr.Revision = d.Uvarint()
+		r = rr
 	case kind == recordSnapshot:
 		s := &SnapshotRecord{}
-		s.Clock.WallMs = d.Uvarint()
-		logical := d.Uvarint()
-		if logical > 1<<32-1 && d.Err() == nil {
-			return nil, fmt.Errorf("%w: store snapshot clock counter %d", consensus.ErrMalformed, logical)
+		if s.Clock, err = decodeClock(d); err != nil {
+			return nil, err
 		}
-		s.Clock.Logical = uint32(logical)
 		s.Revision = d.Uvarint()
 		s.Entries, err = decodeEntries(d)
 		r = s
@@ -342,6 +353,16 @@ func (recCodec) DecodeRecord(data []byte) (consensus.Record, error) {
 		}
 	}
 	return r, nil
+}
+
+// decodeClock decodes a timestamp as records store it (wall, logical).
+func decodeClock(d *consensus.Decoder) (Timestamp, error) {
+	wall := d.Uvarint()
+	logical := d.Uvarint()
+	if logical > 1<<32-1 && d.Err() == nil {
+		return Timestamp{}, fmt.Errorf("%w: store record clock counter %d", consensus.ErrMalformed, logical)
+	}
+	return Timestamp{WallMs: wall, Logical: uint32(logical)}, nil
 }
 
 // validate checks a snapshot's entries; its errors match

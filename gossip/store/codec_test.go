@@ -28,6 +28,8 @@ func recordSamples() []consensus.Record {
 		&EntryRecord{Entry: e},
 		&EntryRecord{Entry: Entry{Key: "gone", TS: Timestamp{WallMs: 9}, Origin: 1, Tombstone: true}},
 		&SnapshotRecord{},
+		&RestateRecord{},
+		&RestateRecord{Clock: Timestamp{WallMs: 1 << 40, Logical: 7}, Revision: 1 << 33},
 		&SnapshotRecord{Clock: Timestamp{WallMs: 9, Logical: 2}, Revision: 42, Entries: []Entry{
 			{Key: "a", TS: Timestamp{WallMs: 9}, Origin: 1, Tombstone: true}, e,
 		}},

@@ -166,7 +166,11 @@
 // Ready.Persist holds an EntryRecord for every change (a local write, or
 // a merged write that won), in order; it doubles as the change feed for
 // watchers. Snapshot returns the whole state as a SnapshotRecord (a
-// consensus.Checkpoint: the host may drop the records before it), and
+// consensus.Checkpoint: the host may drop the records before it); Restate
+// returns it as a RestateRecord and entry records in chunks of bounded
+// size, for a state too large for one log record (the node's WAL uses
+// it: a restatement merges instead of replacing, so a crash that keeps
+// only part of it loses nothing); and
 // Recover replays records into a new Store; the clock resumes above
 // every recovered timestamp, so a restarted node never reuses one.
 // RecordCodec encodes both, MessageCodec the messages, each in a
@@ -232,8 +236,6 @@
 //     for it yet, so Tick's own gossip rounds carry writes. (The node
 //     serves the store as --protocol gossip: node/gossipnode.go, with the
 //     refusals above in server/eventual.go.)
-//   - Snapshots in one record: fine for a start, but a large store wants
-//     a streamed snapshot, like kv's.
 //   - The tree's depth is fixed per group: resizing needs every replica
 //     to agree on a new depth.
 //   - No read repair and no hinted handoff; no per-key version vectors

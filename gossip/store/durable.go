@@ -45,6 +45,48 @@ func (s *Store) Snapshot() *SnapshotRecord {
 	return r
 }
 
+// Restate returns the replica's whole state as records for a log that
+// holds at most chunkBytes of encoded records per write: a RestateRecord,
+// then an EntryRecord per entry (tombstones included), split into chunks
+// whose encodings (RecordCodec) add up to at most chunkBytes each (one
+// entry larger than that goes alone). Write the chunks in order and make
+// them durable together; then the records before the first may go (see
+// RestateRecord). The records share values with the store: treat them as
+// read-only.
+func (s *Store) Restate(chunkBytes int) [][]consensus.Record {
+	var chunks [][]consensus.Record
+	cur := []consensus.Record{&RestateRecord{Clock: s.clock.Last(), Revision: s.rev}}
+	size := RecordBytes(cur[0])
+	s.index.ascend("", "", func(it *item) bool {
+		r := &EntryRecord{Entry: it.e}
+		n := RecordBytes(r)
+		if size+n > chunkBytes && len(cur) > 0 {
+			chunks, cur, size = append(chunks, cur), nil, 0
+		}
+		cur, size = append(cur, r), size+n
+		return true
+	})
+	return append(chunks, cur)
+}
+
+// RecordBytes is the size of r's encoding by RecordCodec (0 for a record
+// of another package).
+func RecordBytes(r consensus.Record) int {
+	switch r := r.(type) {
+	case *EntryRecord:
+		return 2 + entrySize(&r.Entry)
+	case *RestateRecord:
+		return 2 + uvarintLen(r.Clock.WallMs) + uvarintLen(uint64(r.Clock.Logical)) + uvarintLen(r.Revision)
+	case *SnapshotRecord:
+		n := 2 + uvarintLen(r.Clock.WallMs) + uvarintLen(uint64(r.Clock.Logical)) + uvarintLen(r.Revision) + uvarintLen(uint64(len(r.Entries)))
+		for i := range r.Entries {
+			n += entrySize(&r.Entries[i])
+		}
+		return n
+	}
+	return 0
+}
+
 // Recover rebuilds the replica from its durable records, replayed in the
 // order they were persisted, from the newest SnapshotRecord on: call it
 // on a new Store for each record before any other method. A snapshot
@@ -70,6 +112,13 @@ func (s *Store) Recover(r consensus.Record) error {
 			s.setItem(nil, e)
 			s.items[e.Key].rev = s.rev
 		}
+		return nil
+	case *RestateRecord:
+		if r == nil {
+			break
+		}
+		s.clock.Witness(r.Clock)
+		s.rev = max(s.rev, r.Revision)
 		return nil
 	case *EntryRecord:
 		if r == nil {

@@ -119,6 +119,19 @@ func (s *Store) checkKey(key string) error {
 	return nil
 }
 
+// CheckWrite reports whether Put(key, value) would be refused for its
+// sizes (ErrInvalidWrite): a host checks every write of a batch before
+// applying any. A nil value checks a key for Delete.
+func (s *Store) CheckWrite(key string, value []byte) error {
+	if err := s.checkKey(key); err != nil {
+		return err
+	}
+	if len(value) > s.cfg.ValueBytesMax {
+		return fmt.Errorf("%w: value of %d bytes for %q (allowed %d)", ErrInvalidWrite, len(value), key, s.cfg.ValueBytesMax)
+	}
+	return nil
+}
+
 // Put sets key to value at physical time nowMs, and returns the write's
 // timestamp. The write is visible to reads on this replica at once; it
 // is durable once the Ready that carries its record is persisted, and
@@ -126,11 +139,8 @@ func (s *Store) checkKey(key string) error {
 // every version this replica has seen of the key. The store keeps its own
 // copy of value.
 func (s *Store) Put(key string, value []byte, nowMs uint64) (Timestamp, error) {
-	if err := s.checkKey(key); err != nil {
+	if err := s.CheckWrite(key, value); err != nil {
 		return Timestamp{}, err
-	}
-	if len(value) > s.cfg.ValueBytesMax {
-		return Timestamp{}, fmt.Errorf("%w: value of %d bytes for %q (allowed %d)", ErrInvalidWrite, len(value), key, s.cfg.ValueBytesMax)
 	}
 	return s.write(Entry{Key: key, Value: slices.Clone(value)}, nowMs)
 }

@@ -117,6 +117,29 @@ func (*SnapshotRecord) RecordType() string { return "store.Snapshot" }
 // state, it builds on no snapshot.
 func (*SnapshotRecord) SnapshotIndex() uint64 { return 0 }
 
+// RestateRecord opens a restatement of a replica's whole state: the
+// entry records written after it in the same checkpoint (Store.Restate)
+// hold every entry the replica had, tombstones included. Unlike a
+// SnapshotRecord it replaces nothing when replayed: it only raises the
+// clock and the revision to at least what the replica had, and the entries
+// after it merge like any others. So a restatement may span many log
+// records and still be safe when a crash leaves only a prefix of it on
+// disk: what precedes it in the log, merged with part of the restatement,
+// is still a state the replica held or will converge from. It is a
+// consensus.Checkpoint: once the whole restatement is durable, the host
+// may drop the records before it.
+type RestateRecord struct {
+	Clock    Timestamp
+	Revision uint64
+}
+
+// RecordType implements consensus.Record.
+func (*RestateRecord) RecordType() string { return "store.Restate" }
+
+// SnapshotIndex implements consensus.Checkpoint: the restatement builds
+// on no snapshot.
+func (*RestateRecord) SnapshotIndex() uint64 { return 0 }
+
 // Ready is the work a Store hands to its host, in this order: make
 // Persist durable, then send Messages (in any order; the network may
 // lose, duplicate, delay and reorder them). Acknowledge a client's write

@@ -35,8 +35,8 @@ var (
 )
 
 // Refusals of eventually consistent mode (ProtocolGossip; see eventual.go),
-// codes.InvalidArgument like the others. The watch refusal is a cancel
-// reason (errWatchEventualRevision in watch.go).
+// codes.InvalidArgument like the others. The watch refusals are cancel
+// reasons (errWatchEventualRevision and the prev_kv one in watch.go).
 var (
 	errEventualCompare = status.Error(codes.InvalidArgument, "etcdserver: transactions with compares are not supported in eventually consistent mode (gossip): "+
 		"a compare would be checked against one replica only and could not guard the write; use a consensus protocol (raft, multipaxos, epaxos) for compare-and-swap")

@@ -26,6 +26,9 @@ import (
 //   - a Watch with a start revision (a created and canceled response with
 //     the reason, as for the other refused creates): there is no history
 //     to replay. A watch from now is served;
+//   - a Watch with prev_kv (refused the same way): a change merged from
+//     another member does not say what it replaced, so its event would
+//     come without the previous value that prev_kv promises;
 //   - Compact, whatever the revision.
 //
 // Every read is local, hence serializable: a linearizable Range (etcd's

@@ -94,23 +94,55 @@ func TestEventualRefusals(t *testing.T) {
 			_, err = c.Compact(ctx, rev)
 			refused("compact", before, err, "compaction is not supported")
 
-			// A watch from a revision: refused on the watch channel.
-			wc := c.Watch(ctx, "n", clientv3.WithRev(rev))
-			select {
-			case wr, ok := <-wc:
-				if eventual {
+			// watchRefused checks, in eventually consistent mode, that a
+			// watch is refused on its channel with the reason, which
+			// is then closed; under raft it returns the first response.
+			watchRefused := func(what string, wc clientv3.WatchChan, reason string) clientv3.WatchResponse {
+				t.Helper()
+				select {
+				case wr, ok := <-wc:
+					if !eventual {
+						if !ok {
+							t.Fatalf("%s: watch channel closed", what)
+						}
+						return wr
+					}
 					if !ok || !wr.Canceled || wr.Err() == nil ||
-						!strings.Contains(wr.Err().Error(), "etcdserver: watch from a revision is not supported in eventually consistent mode (gossip)") {
-						t.Fatalf("watch from a revision: %v (open %v), err %v", wr, ok, wr.Err())
+						!strings.Contains(wr.Err().Error(), "etcdserver: "+reason+" not supported in eventually consistent mode (gossip)") {
+						t.Fatalf("%s: %v (open %v), err %v", what, wr, ok, wr.Err())
 					}
 					if _, ok := <-wc; ok {
-						t.Fatal("refused watch channel not closed")
+						t.Fatalf("%s: refused watch channel not closed", what)
 					}
-				} else if err := wr.Err(); err != nil || len(wr.Events) != 1 || string(wr.Events[0].Kv.Value) != "1" {
+					return wr
+				case <-time.After(5 * time.Second):
+					t.Fatalf("%s: no watch response", what)
+				}
+				return clientv3.WatchResponse{} // not reached: t.Fatalf
+			}
+
+			// A watch from a revision: refused on the watch channel.
+			wr := watchRefused("watch from a revision", c.Watch(ctx, "n", clientv3.WithRev(rev)),
+				"watch from a revision is")
+			if !eventual {
+				if err := wr.Err(); err != nil || len(wr.Events) != 1 || string(wr.Events[0].Kv.Value) != "1" {
 					t.Fatalf("watch from a revision: %v, %v", wr, err)
 				}
-			case <-time.After(5 * time.Second):
-				t.Fatal("no watch response")
+			}
+
+			// A watch with prev_kv: refused the same way, since merged
+			// changes do not carry the value they replaced.
+			wc := c.Watch(ctx, "p", clientv3.WithPrevKV(), clientv3.WithCreatedNotify())
+			wr = watchRefused("watch with prev_kv", wc, "prev_kv on watches is")
+			if !eventual {
+				if !wr.Created || wr.Canceled {
+					t.Fatalf("watch with prev_kv: %v, want created", wr)
+				}
+				mustPut(t, c, "p", "1")
+				mustPut(t, c, "p", "2")
+				if got := collect(t, wc, 2); len(got) != 2 || !strings.HasSuffix(got[1], " prev=1") {
+					t.Fatalf("watch with prev_kv: %v, want the second event with prev=1", got)
+				}
 			}
 
 			// A watch from now works in both modes (also requiring a

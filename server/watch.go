@@ -54,6 +54,10 @@ var (
 	// consistent mode (ProtocolGossip).
 	errWatchEventualRevision = errors.New("etcdserver: watch from a revision is not supported in eventually consistent mode (gossip): " +
 		"there is no history to replay; watch from now (start_revision 0)")
+	// errWatchEventualPrevKV refuses prev_kv in eventually consistent mode
+	// (ProtocolGossip): events would come without it.
+	errWatchEventualPrevKV = errors.New("etcdserver: prev_kv on watches is not supported in eventually consistent mode (gossip): " +
+		"a change merged from another member does not say what it replaced; watch without prev_kv")
 )
 
 // watchService is etcd's Watch service. Each stream is served by one
@@ -73,7 +77,8 @@ var (
 // same order on every member), and a revision learned from another member,
 // or from this one before it restarted, names no particular point here.
 // In eventually consistent mode (ProtocolGossip) there is no history to
-// replay, so a create with a start_revision is refused (eventual.go).
+// replay and no previous value, so a create with a start_revision or with
+// prev_kv is refused (eventual.go).
 type watchService struct {
 	pb.UnimplementedWatchServer
 	s *Server
@@ -305,6 +310,9 @@ func (st *watchStream) create(cr *pb.WatchCreateRequest) error {
 	}
 	if cr.StartRevision != 0 && st.s.eventual() {
 		return refuse(errWatchEventualRevision)
+	}
+	if cr.PrevKv && st.s.eventual() {
+		return refuse(errWatchEventualPrevKV)
 	}
 	if len(st.watchers) >= watchersPerStreamMax {
 		return refuse(errWatchTooMany)

@@ -26,8 +26,22 @@ import (
 // the transport's consensus.MessageCodec) as a varint length and bytes.
 // Decoding is strict: a wrong version, kind, length or checksum, or a body
 // that does not parse exactly, is an error, and never a panic.
+//
+// The version covers the layout above and everything the frames carry,
+// the payload encoding (the node's consensus.MessageCodec) included: two
+// members of different versions would misdecode each other, so each
+// refuses a hello of another version (versionError) and the stream never
+// opens. Bump frameVersion on any incompatible change to either.
 const (
-	frameVersion byte = 1
+	// frameVersion is this build's version. History:
+	//   1  the first
+	//   2  the node's peer codec prefixes each message with a tag byte
+	frameVersion byte = 2
+	// frameVersionTrailerKey is the gRPC trailer in which an acceptor
+	// refusing a hello of another version names its own, so that the
+	// dialer can say which versions disagree. A version 1 acceptor sends
+	// none (see versionRefusal).
+	frameVersionTrailerKey = "synod-transport-version"
 
 	frameKindHello byte = 1
 	frameKindBatch byte = 2
@@ -54,6 +68,24 @@ var errFrame = errors.New("transport: malformed frame")
 
 func frameErrorf(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", errFrame, fmt.Sprintf(format, args...))
+}
+
+// versionError is a frame, or a refusal, from a peer of another version:
+// the two members run different synod versions and cannot talk. It
+// matches errFrame. Invariant: Local != Peer.
+type versionError struct {
+	Local byte // this node's version (frameVersion)
+	Peer  byte // the peer's
+}
+
+func (e *versionError) Error() string { return "transport: " + e.text() }
+
+func (e *versionError) Unwrap() error { return errFrame }
+
+// text is the error without its prefix.
+func (e *versionError) text() string {
+	return fmt.Sprintf("the peer runs transport version %d, this node version %d: every member must run the same synod version",
+		e.Peer, e.Local)
 }
 
 // beginFrame appends a frame header for a body yet to be appended, and
@@ -85,7 +117,7 @@ func decodeFrame(data []byte, maxBytes int) (frame, error) {
 	case len(data) > maxBytes:
 		return frame{}, frameErrorf("%d bytes, longer than the limit of %d", len(data), maxBytes)
 	case data[0] != frameVersion:
-		return frame{}, frameErrorf("version %d, want %d", data[0], frameVersion)
+		return frame{}, &versionError{Local: frameVersion, Peer: data[0]}
 	case data[1] != frameKindHello && data[1] != frameKindBatch:
 		return frame{}, frameErrorf("unknown kind %d", data[1])
 	}

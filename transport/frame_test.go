@@ -101,6 +101,29 @@ func TestFrameRejects(t *testing.T) {
 	}
 }
 
+// TestFrameVersion: a hello of version 1 (the layout is the same, the
+// payload encoding is not) is refused with an error naming both versions.
+func TestFrameVersion(t *testing.T) {
+	if frameVersion != 2 {
+		t.Fatalf("frameVersion %d: update this test and the history in frame.go", frameVersion)
+	}
+	old := helloOfVersion(1, hello{ClusterID: 7, From: 1, To: 2})
+	_, err := decodeFrame(old, 1<<20)
+	var ve *versionError
+	if !errors.As(err, &ve) || *ve != (versionError{Local: 2, Peer: 1}) || !errors.Is(err, errFrame) {
+		t.Fatalf("version 1 hello: got %v, want a versionError from 1 to 2 matching errFrame", err)
+	}
+	const want = "transport: the peer runs transport version 1, this node version 2: every member must run the same synod version"
+	if err.Error() != want {
+		t.Fatalf("version 1 hello: %q, want %q", err, want)
+	}
+	// The same hello at this version is accepted.
+	old[0] = frameVersion
+	if _, err := decodeFrame(finishFrame(old[:len(old)-frameTrailerBytes], 0), 1<<20); err != nil {
+		t.Fatalf("version %d hello: %v", frameVersion, err)
+	}
+}
+
 func FuzzDecodeFrame(f *testing.F) {
 	f.Add(appendBatchFrame(nil, sampleBatch()))
 	f.Add(appendBatchFrame(nil, []wireMsg{{From: 1, To: 2}}))

@@ -10,10 +10,13 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"fmt"
+	"io"
 	"log/slog"
 	"math/big"
 	"net"
 	"reflect"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -24,6 +27,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 )
 
@@ -472,6 +476,164 @@ func TestRejectsForeignStreams(t *testing.T) {
 	if a.in.len() != 0 {
 		t.Fatalf("node 1 delivered %d messages from impostors", a.in.len())
 	}
+}
+
+// logBuffer collects a transport's log, for tests that check what it says.
+type logBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+// lines returns the lines that contain every one of substrs.
+func (l *logBuffer) lines(substrs ...string) []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []string
+	for line := range strings.Lines(l.b.String()) {
+		all := true
+		for _, s := range substrs {
+			all = all && strings.Contains(line, s)
+		}
+		if all {
+			out = append(out, line)
+		}
+	}
+	return out
+}
+
+// loggerTo is testLogger, also writing to buf.
+func loggerTo(t *testing.T, buf *logBuffer) *slog.Logger {
+	return slog.New(slog.NewTextHandler(io.MultiWriter(t.Output(), buf), &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+// helloOfVersion is h's hello frame as a member of version v sends it (the
+// hello has not changed since version 1).
+func helloOfVersion(v byte, h hello) []byte {
+	f := appendHelloFrame(nil, h)
+	f[0] = v
+	return finishFrame(f[:len(f)-frameTrailerBytes], 0)
+}
+
+// TestRefusesOtherVersions: a member of another synod version is refused at
+// the handshake, as an acceptor (its hello) and as a dialer (the refusal of
+// its hello, from a version 1 acceptor or a later one), with an error
+// naming both versions, logged as such on this side.
+func TestRefusesOtherVersions(t *testing.T) {
+	const want = "every member must run the same synod version"
+	var alog logBuffer
+	nodes := startCluster(t, 2, func(c *Config) {
+		if c.ID == 1 {
+			c.Logger = loggerTo(t, &alog)
+		}
+	})
+	a := nodes[0]
+	for _, v := range []byte{frameVersion - 1, frameVersion + 1} {
+		s := rawStream(t, a.addr)
+		sendRaw(t, s, helloOfVersion(v, hello{ClusterID: testClusterID, From: 2, To: 1}))
+		// The dialer is told, in its terms, and by the trailer.
+		wantMsg := fmt.Sprintf("synod transport: the peer runs transport version %d, this node version %d: %s", frameVersion, v, want)
+		if code, msg := recvStatus(s); code != codes.FailedPrecondition || msg != wantMsg {
+			t.Errorf("hello of version %d: got %v %q, want FailedPrecondition %q", v, code, msg, wantMsg)
+		}
+		if got := s.Trailer().Get(frameVersionTrailerKey); !reflect.DeepEqual(got, []string{strconv.Itoa(int(frameVersion))}) {
+			t.Errorf("hello of version %d: trailer %s = %q, want %d", v, frameVersionTrailerKey, got, frameVersion)
+		}
+		// The acceptor logs it as an error.
+		logged := alog.lines("level=ERROR", "another synod version", fmt.Sprintf("peer_version=%d version=%d", v, frameVersion),
+			fmt.Sprintf("the peer runs transport version %d, this node version %d: %s", v, frameVersion, want))
+		if len(logged) != 1 {
+			t.Errorf("hello of version %d: %d error lines logged, want 1", v, len(logged))
+		}
+	}
+	if st := a.tr.Stats(); st.StreamsRejected != 2 || st.FramesMalformed != 0 || a.in.len() != 0 {
+		t.Errorf("version refusals miscounted, or messages delivered: %+v, %d delivered", st, a.in.len())
+	}
+
+	// As a dialer, against acceptors that refuse this node's hello.
+	for _, c := range []struct {
+		name   string
+		peer   byte
+		refuse func(ss grpc.ServerStream, hello []byte) error
+	}{
+		{"version 1 acceptor", 1, func(_ grpc.ServerStream, hello []byte) error {
+			// Version 1's refusal, verbatim: no trailer.
+			return status.Errorf(codes.InvalidArgument, "synod transport: first frame: transport: malformed frame: version %d, want 1", hello[0])
+		}},
+		{"later acceptor", frameVersion + 1, func(ss grpc.ServerStream, _ []byte) error {
+			ss.SetTrailer(metadata.Pairs(frameVersionTrailerKey, strconv.Itoa(int(frameVersion+1))))
+			return status.Error(codes.FailedPrecondition, "synod transport: refused")
+		}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			acceptor := startFakeAcceptor(t, c.refuse)
+			var dlog logBuffer
+			cfg := testConfig(t, 1, map[consensus.NodeID]string{1: "127.0.0.1:0", 2: acceptor}, &inbox{})
+			cfg.Listener = listen(t)
+			cfg.Logger = loggerTo(t, &dlog)
+			tr, err := New(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer tr.Close()
+			waitFor(t, "several refusals", func() bool {
+				tr.Send([]consensus.Message{{From: 1, To: 2, Payload: &raft.Msg{Type: raft.MsgHeartbeat, Term: 1}}})
+				time.Sleep(5 * time.Millisecond)
+				return tr.Stats().Peers[2].DialFailures >= 3
+			})
+			tr.Close()
+			if s := tr.Stats().Peers[2]; s.StreamsOpened != 0 || s.MessagesSent != 0 {
+				t.Errorf("got a stream: %+v", s)
+			}
+			// Logged as an error once for the run of refusals, then at
+			// debug level.
+			text := fmt.Sprintf("the peer runs transport version %d, this node version %d: %s", c.peer, frameVersion, want)
+			pv := fmt.Sprintf("peer_version=%d version=%d", c.peer, frameVersion)
+			if n := len(dlog.lines("level=ERROR", "another synod version", pv, text)); n != 1 {
+				t.Errorf("%d error lines logged, want 1", n)
+			}
+			if n := len(dlog.lines("level=DEBUG", "another synod version", pv, text)); n < 2 {
+				t.Errorf("%d debug lines logged, want at least 2", n)
+			}
+		})
+	}
+}
+
+// fakeAcceptor serves the peer service by reading a hello and refusing it.
+type fakeAcceptor struct {
+	refuse func(ss grpc.ServerStream, hello []byte) error
+}
+
+func (f *fakeAcceptor) serveStream(ss grpc.ServerStream) error {
+	var b []byte
+	if err := ss.RecvMsg(&b); err != nil {
+		return err
+	}
+	return f.refuse(ss, b)
+}
+
+// startFakeAcceptor serves a fakeAcceptor on loopback until the test ends,
+// and returns its address.
+func startFakeAcceptor(t *testing.T, refuse func(ss grpc.ServerStream, hello []byte) error) string {
+	t.Helper()
+	lis := listen(t)
+	srv := grpc.NewServer(grpc.ForceServerCodecV2(rawCodec{}))
+	srv.RegisterService(&serviceDesc, &fakeAcceptor{refuse: refuse})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		srv.Serve(lis)
+	}()
+	t.Cleanup(func() {
+		srv.Stop()
+		<-done
+	})
+	return lis.Addr().String()
 }
 
 func TestMalformedFramesCloseTheStream(t *testing.T) {

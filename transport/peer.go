@@ -7,12 +7,15 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/synod-io/synod/consensus"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 // peerState is where a peer's outbound stream is in its life.
@@ -184,6 +187,9 @@ func (p *peer) close() {
 func (p *peer) run() {
 	var wait time.Duration // the current back-off; 0 after a healthy stream
 	failures := 0          // failed attempts in a row
+	// versionFailing is set while attempts in a row fail for the peer's
+	// version, which is logged as an error once per such run.
+	versionFailing := false
 	for {
 		if !p.waitForWork() {
 			return
@@ -196,11 +202,24 @@ func (p *peer) run() {
 			p.dialFailures.Add(1)
 			failures++
 			wait = nextBackoff(wait, p.t.cfg.DialBackoffBase, p.t.cfg.DialBackoffMax)
-			level := slog.LevelDebug
-			if failures == 1 {
-				level = slog.LevelWarn
+			ve := (*versionError)(nil)
+			switch {
+			case errors.As(err, &ve):
+				level := slog.LevelDebug
+				if !versionFailing {
+					level = slog.LevelError
+				}
+				versionFailing = true
+				p.log.Log(context.Background(), level, "transport: cannot open stream to a peer that runs another synod version",
+					"peer_version", ve.Peer, "version", ve.Local, "err", err, "failures", failures, "retry_in", wait)
+			default:
+				versionFailing = false
+				level := slog.LevelDebug
+				if failures == 1 {
+					level = slog.LevelWarn
+				}
+				p.log.Log(context.Background(), level, "transport: cannot open stream to peer", "err", err, "failures", failures, "retry_in", wait)
 			}
-			p.log.Log(context.Background(), level, "transport: cannot open stream to peer", "err", err, "failures", failures, "retry_in", wait)
 			p.fail()
 			if !p.sleep(jitter(wait)) {
 				return
@@ -212,7 +231,7 @@ func (p *peer) run() {
 			p.reconnects.Add(1)
 		}
 		p.log.Info("transport: stream to peer open", "after_failures", failures)
-		failures = 0
+		failures, versionFailing = 0, false
 		p.setState(peerConnected)
 		opened := time.Now()
 		err = p.pump(s)
@@ -309,7 +328,9 @@ func (p *peer) open() (*outStream, error) {
 		if errors.Is(err, io.EOF) {
 			// The stream ended; its status says why.
 			var b []byte
-			err = stream.RecvMsg(&b)
+			if err = stream.RecvMsg(&b); err != nil && !errors.Is(err, io.EOF) {
+				err = versionRefusal(stream, err)
+			}
 		}
 		return fail(fmt.Errorf("sending hello: %w", err))
 	}
@@ -317,6 +338,8 @@ func (p *peer) open() (*outStream, error) {
 	if err := stream.RecvMsg(&resp); err != nil {
 		if errors.Is(err, io.EOF) {
 			err = errors.New("peer closed the stream without a hello")
+		} else {
+			err = versionRefusal(stream, err)
 		}
 		return fail(fmt.Errorf("awaiting hello: %w", err))
 	}
@@ -353,6 +376,31 @@ func (p *peer) open() (*outStream, error) {
 		s.recvErr <- err
 	}()
 	return s, nil
+}
+
+// frameV1VersionRefusal is the status message with which a version 1
+// acceptor refuses a hello of another version: the hello's version, then
+// the acceptor's.
+const frameV1VersionRefusal = "synod transport: first frame: transport: malformed frame: version %d, want %d"
+
+// versionRefusal returns a *versionError if err, with which stream ended
+// during the handshake (a RecvMsg error other than io.EOF), is the peer
+// refusing this node's hello for its version: a status naming the peer's
+// version in frameVersionTrailerKey, or a version 1 peer's
+// codes.InvalidArgument with frameV1VersionRefusal. Else it returns err.
+func versionRefusal(stream grpc.ClientStream, err error) error {
+	if v := stream.Trailer().Get(frameVersionTrailerKey); len(v) == 1 {
+		if peer, perr := strconv.ParseUint(v[0], 10, 8); perr == nil && byte(peer) != frameVersion {
+			return &versionError{Local: frameVersion, Peer: byte(peer)}
+		}
+	}
+	if st, ok := status.FromError(err); ok && st.Code() == codes.InvalidArgument {
+		var sent, peer uint8
+		if n, _ := fmt.Sscanf(st.Message(), frameV1VersionRefusal, &sent, &peer); n == 2 && sent == frameVersion && peer != frameVersion {
+			return &versionError{Local: frameVersion, Peer: peer}
+		}
+	}
+	return err
 }
 
 // pump sends the queue's messages on s, batched, until s fails or the

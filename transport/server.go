@@ -4,20 +4,23 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
 	"time"
 
 	"github.com/synod-io/synod/consensus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	grpcpeer "google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 )
 
 // serveStream handles one inbound stream: it reads the dialer's hello,
-// refuses the stream unless the dialer is a configured peer of this
-// cluster dialing this node, answers with this node's hello, and then
-// delivers the messages of each batch frame to the Handler in order. A
-// malformed frame or payload ends the stream with codes.InvalidArgument.
+// refuses the stream unless the hello is of this version (frameVersion)
+// and the dialer is a configured peer of this cluster dialing this node,
+// answers with this node's hello, and then delivers the messages of each
+// batch frame to the Handler in order. A malformed frame or payload ends
+// the stream with codes.InvalidArgument.
 func (t *GRPC) serveStream(ss grpc.ServerStream) error {
 	if !t.enter() {
 		return status.Error(codes.Unavailable, "transport: closed")
@@ -30,6 +33,14 @@ func (t *GRPC) serveStream(ss grpc.ServerStream) error {
 	log := t.log.With("remote", remote)
 
 	h, err := t.recvHello(ss)
+	if ve := (*versionError)(nil); errors.As(err, &ve) {
+		t.streamsRejected.Add(1)
+		log.Error("transport: rejecting inbound stream from a peer that runs another synod version",
+			"peer_version", ve.Peer, "version", ve.Local, "err", ve)
+		// Tell the dialer, in its terms: its peer is this node.
+		ss.SetTrailer(metadata.Pairs(frameVersionTrailerKey, strconv.Itoa(int(ve.Local))))
+		return status.Error(codes.FailedPrecondition, "synod transport: "+(&versionError{Local: ve.Peer, Peer: ve.Local}).text())
+	}
 	if err != nil {
 		t.streamsRejected.Add(1)
 		log.Warn("transport: rejecting inbound stream", "err", err)
@@ -103,9 +114,14 @@ func (t *GRPC) serveStream(ss grpc.ServerStream) error {
 	}
 }
 
-// decodeBatchFrame decodes a frame that must be a batch.
+// decodeBatchFrame decodes a frame that must be a batch. A batch comes
+// after hellos of the same version, so one of another version is
+// malformed (corrupt), not a versionError.
 func decodeBatchFrame(data []byte, maxBytes int) ([]wireMsg, error) {
 	f, err := decodeFrame(data, maxBytes)
+	if ve := (*versionError)(nil); errors.As(err, &ve) {
+		return nil, frameErrorf("version %d, want %d", ve.Peer, ve.Local)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -116,7 +132,8 @@ func decodeBatchFrame(data []byte, maxBytes int) ([]wireMsg, error) {
 }
 
 // recvHello reads the stream's first frame, which must be a hello, within
-// Config.HandshakeTimeout. The error it returns is a gRPC status.
+// Config.HandshakeTimeout. The error it returns is a *versionError for a
+// frame of another version, else a gRPC status.
 func (t *GRPC) recvHello(ss grpc.ServerStream) (hello, error) {
 	type result struct {
 		data []byte
@@ -150,6 +167,9 @@ func (t *GRPC) recvHello(ss grpc.ServerStream) (hello, error) {
 		return hello{}, r.err
 	}
 	f, err := decodeFrame(r.data, t.cfg.MessageBytesMax)
+	if ve := (*versionError)(nil); errors.As(err, &ve) {
+		return hello{}, ve
+	}
 	if err == nil && f.Kind != frameKindHello {
 		err = frameErrorf("kind %d, want a hello", f.Kind)
 	}

@@ -2,7 +2,9 @@
 // cluster over gRPC: one long-lived stream per peer, batching, bounded send
 // queues with backpressure, reconnection with back-off, and peer identity
 // (every stream carries the cluster ID and the sender's node ID; frames from
-// unknown nodes or another cluster are rejected).
+// unknown nodes or another cluster are rejected), and a format version: a
+// peer of another synod version is refused at the handshake with an error
+// saying so.
 package transport
 
 import "github.com/synod-io/synod/consensus"

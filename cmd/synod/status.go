@@ -35,12 +35,18 @@ answer's header metadata), and print one row per member:
                   under a leaderless protocol (epaxos)
   SWIM            the member's state in SWIM membership (alive, suspect,
                   dead, left, unknown) as the other members that answered
-                  see it: the worst state they report, followed, if they
-                  disagree, by how many of them report it ("suspect (1/2)":
-                  one of two); dead for a member that did not answer but
-                  that the others see as dead; - if no other member reports
-                  on it. SWIM is failure detection beside the replica: a
-                  member may be alive to SWIM yet cut off from its leader
+                  see it. As in SWIM, a report at a higher incarnation
+                  supersedes one at a lower (the member restarted or
+                  refuted a suspicion since), so only the reports at the
+                  highest incarnation reported count: the column is the
+                  worst state among them, followed, if they disagree, by
+                  how many of them report it ("suspect (1/2)": one of the
+                  two reports at that incarnation; stale reports are in
+                  neither number); dead for a member that did not answer
+                  but that the others see as dead; - if no other member
+                  reports on it. SWIM is failure detection beside the
+                  replica: a member may be alive to SWIM yet cut off from
+                  its leader
   HEALTH-SCORE    the member's own SWIM local health score over its
                   maximum ("0/8"): 0 while it answers its probes in time,
                   rising as it misses them (slow or overloaded); - if it did
@@ -214,13 +220,20 @@ func printStatus(w io.Writer, rows []memberRow) {
 }
 
 // swimView is member rows[i]'s SWIM state as the other members that
-// answered report it: the worst state (server.SWIMRank) among their
-// reports, followed, if they disagree, by how many of the reporters
-// report it ("suspect (1/2)"); "-" if none reports on it. The member's
-// own view of itself does not count.
+// answered report it. A report at a higher incarnation supersedes one at
+// a lower, as in SWIM, so only the reports at the highest incarnation
+// reported count: the result is the worst state (server.SWIMRank) among
+// them, followed, if they disagree, by how many of them report it
+// ("suspect (1/2)"); "-" if none reports on it. The member's own view of
+// itself does not count.
 func swimView(rows []memberRow, i int) string {
-	var worst string
-	reports, worstReports := 0, 0
+	var (
+		worst       string
+		incarnation uint64 // the highest reported so far
+		// reports counts the reports at incarnation, worstReports those
+		// of them that report worst.
+		reports, worstReports int
+	)
 	for j, r := range rows {
 		if j == i || r.swim == nil {
 			continue
@@ -229,12 +242,19 @@ func swimView(rows []memberRow, i int) string {
 		if k < 0 {
 			continue
 		}
-		state := r.swim.Members[k].State
+		mh := r.swim.Members[k]
+		switch {
+		case reports == 0 || mh.Incarnation > incarnation:
+			// The first report, or one that supersedes those so far.
+			incarnation, reports, worstReports = mh.Incarnation, 0, 0
+		case mh.Incarnation < incarnation:
+			continue // superseded
+		}
 		reports++
 		switch {
-		case worstReports == 0 || server.SWIMRank(state) > server.SWIMRank(worst):
-			worst, worstReports = state, 1
-		case state == worst:
+		case worstReports == 0 || server.SWIMRank(mh.State) > server.SWIMRank(worst):
+			worst, worstReports = mh.State, 1
+		case mh.State == worst:
 			worstReports++
 		}
 	}

@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"errors"
+	"fmt"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -14,11 +16,20 @@ import (
 )
 
 // swimOf is a SWIM view with the given health score (out of 8) and the
-// given members' states, in "id state" pairs.
+// given members' states, in "id state" pairs; a state may name the
+// member's incarnation, "dead@4" (else 0).
 func swimOf(health int, states ...any) *server.Membership {
 	m := &server.Membership{Health: health, HealthMax: 8}
 	for i := 0; i < len(states); i += 2 {
-		m.Members = append(m.Members, server.MemberHealth{ID: consensus.NodeID(states[i].(int)), State: states[i+1].(string)})
+		mh := server.MemberHealth{ID: consensus.NodeID(states[i].(int)), State: states[i+1].(string)}
+		if state, inc, ok := strings.Cut(mh.State, "@"); ok {
+			n, err := strconv.ParseUint(inc, 10, 64)
+			if err != nil {
+				panic(fmt.Sprintf("swimOf: %q: %v", mh.State, err))
+			}
+			mh.State, mh.Incarnation = state, n
+		}
+		m.Members = append(m.Members, mh)
 	}
 	return m
 }
@@ -72,8 +83,9 @@ func TestStatusTable(t *testing.T) {
 }
 
 // TestStatusSWIMColumn: a member's SWIM column is the worst state the
-// other answering members report for it, with how many report it when
-// they disagree; its own view of itself does not count.
+// other answering members report for it at the highest incarnation any
+// of them reports, with how many of those report it when they disagree;
+// its own view of itself does not count.
 func TestStatusSWIMColumn(t *testing.T) {
 	for _, tc := range []struct {
 		name string
@@ -113,6 +125,25 @@ func TestStatusSWIMColumn(t *testing.T) {
 			{id: 3, err: errors.New("unreachable")}, // did not answer
 			{id: 4, swim: swimOf(0, 4, "alive")},    // lists only itself
 		}, []string{"-", "-", "-", "-"}},
+		// Member 3 restarted at incarnation 5: member 1's report of it
+		// dead at 4 is stale, superseded, and counts in neither number.
+		{"a higher incarnation supersedes", []memberRow{
+			{id: 1, swim: swimOf(0, 3, "dead@4")},
+			{id: 2, swim: swimOf(0, 3, "alive@5")},
+			{id: 3, swim: swimOf(0, 3, "alive@5")},
+		}, []string{"-", "-", "alive"}},
+		{"the worst at the highest incarnation", []memberRow{
+			{id: 1, swim: swimOf(0, 4, "dead@4")},
+			{id: 2, swim: swimOf(0, 4, "alive@5")},
+			{id: 3, swim: swimOf(0, 4, "suspect@5")},
+			{id: 4, swim: swimOf(0, 4, "alive@5")},
+		}, []string{"-", "-", "-", "suspect (1/2)"}},
+		{"stale reports after the fresh one", []memberRow{
+			{id: 1, swim: swimOf(0, 4, "suspect@7")},
+			{id: 2, swim: swimOf(0, 4, "dead@6")},
+			{id: 3, swim: swimOf(0, 4, "left@2")},
+			{id: 4, err: errors.New("connection refused")},
+		}, []string{"-", "-", "-", "suspect"}},
 		{"state unknown to this version ranks as unknown", []memberRow{
 			{id: 1, swim: swimOf(0, 3, "State(9)")},
 			{id: 2, swim: swimOf(0, 3, "alive")},

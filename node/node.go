@@ -7,7 +7,10 @@
 // The node is generic over the replication protocol (Config.Protocol, one
 // of Protocols): a small table (protocol.go) maps each name to a
 // constructor of its consensus.Replica and to its record and message
-// codecs; the rest of the node uses only the consensus contract.
+// codecs; the rest of the node uses only the consensus contract. Every
+// node also runs SWIM membership beside its replica (swim.go). A member in
+// eventually consistent mode (protocol Gossip) runs no consensus replica:
+// it is a GossipNode (gossipnode.go), started with StartGossip.
 //
 // # Data directory
 //
@@ -15,6 +18,7 @@
 //	<data-dir>/wal/      write-ahead log of the replica's records, one WAL record per Ready
 //	<data-dir>/snap/     state-machine snapshots (<index>-<term>.snap)
 //	<data-dir>/kv/       the key-value state on Pebble, with its applied index
+//	<data-dir>/swim-incarnation   this member's SWIM incarnation (swim.go)
 //
 // The identity file is written on first start; a directory recording
 // another cluster, member or protocol is refused.

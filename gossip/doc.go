@@ -132,7 +132,11 @@
 // Push-pull is the anti-entropy: every PushPullTicks, multiplied by
 // 1+⌈log2(N/32)⌉ beyond 32 members, a node sends its whole view to one
 // random live member, which answers with its own, and both merge by the
-// rules above. As often as a dead member is one of the members it could
+// rules above, except that a death in a merged view starts a suspicion
+// (of the same incarnation) rather than a death: a view from across a
+// partition that just healed names dead every member on this side it
+// could not reach, and taking that at face value would end, in one step,
+// this node's probing of its own side. As often as a dead member is one of the members it could
 // pick, the node picks a dead member instead: if it is alive after all
 // (a partition healed), it refutes its death and the views merge, which
 // nothing else would bring about since dead members are not probed.

@@ -286,7 +286,21 @@ func (n *Node) Step(m *Message) error {
 	// News first: a ping that tells this node it is suspected (the buddy
 	// system) gets an ack that carries the refutation.
 	for i := range m.Updates {
-		n.apply(m.Updates[i])
+		u := m.Updates[i]
+		if m.Type == MsgPushPull && u.State == StateDead && n.members[u.ID] != nil {
+			// A death learned by merging a whole view starts a
+			// suspicion instead (as memberlist does): the view may come
+			// from across a partition that just healed, and would
+			// otherwise kill, in one step, every member on this side
+			// that the other side could not reach, leaving this node
+			// nobody to probe. A suspect is still probed and told it is
+			// suspected, so a live one refutes within its timeout; a
+			// dead one is declared dead when the timeout expires.
+			// (A dead stranger is still not learnt, and news about
+			// this node is refuted either way.)
+			u.State = StateSuspect
+		}
+		n.apply(u)
 	}
 	switch m.Type {
 	case MsgPing:

@@ -762,3 +762,23 @@ func TestPushPullExchange(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestPushPullDeathStartsSuspicion: a death heard in a merged view (a
+// push-pull, perhaps from across a healed partition) makes a live member
+// suspect, not dead: it is still probed, told it is suspected, and can
+// refute; heard by gossip, the same death is taken as it is.
+func TestPushPullDeathStartsSuspicion(t *testing.T) {
+	n := testNode(t, 1, 4, nil)
+	step(t, n, from(9, MsgPushPull, Update{ID: 9, State: StateAlive, Addr: addrOf(9)}, Update{ID: 2, State: StateDead, From: 9, Addr: addrOf(2)}))
+	if m, _ := n.Member(2); m.State != StateSuspect {
+		t.Fatalf("member 2 is %v after a merged death, want suspect", m.State)
+	}
+	step(t, n, from(2, MsgGossip, Update{ID: 2, Incarnation: 1, State: StateAlive, Addr: addrOf(2)}))
+	if m, _ := n.Member(2); m.State != StateAlive || m.Incarnation != 1 {
+		t.Fatalf("member 2 is %v@%d after refuting, want alive@1", m.State, m.Incarnation)
+	}
+	step(t, n, from(9, MsgGossip, Update{ID: 3, State: StateDead, From: 9}))
+	if m, _ := n.Member(3); m.State != StateDead {
+		t.Fatalf("member 3 is %v after a gossiped death, want dead", m.State)
+	}
+}

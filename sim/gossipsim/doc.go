@@ -72,16 +72,20 @@
 //	  α = 5, Lifeguard on / off               0 / 0   0 / 0   0 / 0
 //	  α = 2, Lifeguard on / off               0 / 118 0 / 208 0 / 200
 //	after 60 s apart in halves, healed:
-//	  membership whole again (s)              5.0    50.4    97.2
-//	  store replicas converged (s)           18.8    52.8    37.4
+//	  membership whole again (s)              5.8    37.8    97.2
+//	  store replicas converged (s)           13.5    40.7    36.7
 //
 // The first suspicion comes a period after the first ping (a probe fails
 // at the end of its period); SWIM's analysis, counting whole periods to
 // the end of the detecting one, expects e/(e-1) ≈ 1.58. A replica
 // exchanges only with the members its node holds alive or suspect, so
 // after a partition long enough for deaths the store waits for the first
-// members to merge again. The membership takes longer at 1,000 members:
-// merging the two views declares most members dead (a death overrides
-// an alive of the same incarnation), so nearly every member has to
-// refute, and the refutations share the piggyback budget.
+// members to merge again. A death in a merged view starts a suspicion
+// rather than a death (see gossip), so the first exchange across the
+// healed cut does not leave its two ends believing their own sides dead;
+// that took the heal at N = 100 from 42–128 s to 37–38 s over seeds 1–4
+// (N = 10: 5–31 s to 6–28 s). The membership takes longer at 1,000
+// members: nearly every member has to refute its death, and the
+// refutations of 500 members cross the cut in push-pulls and then share
+// the piggyback budget.
 package gossipsim

@@ -75,13 +75,7 @@ type GossipNode struct {
 
 	recvc chan consensus.Message
 	reqc  chan *gossipRequest
-	stopc chan struct{}
-	donec chan struct{}
-
-	stopMu   sync.Mutex
-	stopped  bool
-	closeErr error
-	fatal    atomic.Pointer[error]
+	lifecycle
 
 	watch       *WatchHub
 	storeStatus atomic.Pointer[store.Status]
@@ -123,12 +117,11 @@ func StartGossip(cfg Config) (*GossipNode, error) {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	g := &GossipNode{
-		cfg:   cfg,
-		log:   logger.With("member", cfg.Name, "id", cfg.ID),
-		recvc: make(chan consensus.Message, cfg.InboundQueueMax),
-		reqc:  make(chan *gossipRequest, cfg.ProposalQueueMax),
-		stopc: make(chan struct{}),
-		donec: make(chan struct{}),
+		cfg:       cfg,
+		log:       logger.With("member", cfg.Name, "id", cfg.ID),
+		recvc:     make(chan consensus.Message, cfg.InboundQueueMax),
+		reqc:      make(chan *gossipRequest, cfg.ProposalQueueMax),
+		lifecycle: newLifecycle(),
 	}
 	if err := g.open(); err != nil {
 		g.closeStorage()
@@ -229,7 +222,7 @@ func (g *GossipNode) run() {
 		select {
 		case <-g.stopc:
 			g.failAll(ErrStopped)
-			g.leave()
+			announceLeave(g.log, g.cfg.LeaveTimeout, g.swim, g.tr)
 			return
 		case <-ticker.C:
 			g.store.Tick(nowMs())
@@ -450,58 +443,15 @@ func (g *GossipNode) failAll(err error) {
 
 // fail stops the loop after a fatal error.
 func (g *GossipNode) fail(err error) {
-	g.fatal.Store(&err)
-	g.log.Error("member stopped after a fatal error; restart it to recover from what is durable", "err", err)
+	g.setFatal(g.log, err)
 	g.failAll(err)
 }
-
-// leave announces, if Config.LeaveTimeout asks for it, that the member
-// leaves the SWIM group; Stop then waits for the announcement to be sent.
-func (g *GossipNode) leave() {
-	if g.cfg.LeaveTimeout <= 0 {
-		return
-	}
-	msgs, err := g.swim.leave()
-	if err != nil {
-		g.log.Warn("leaving the SWIM group", "err", err)
-	}
-	g.tr.Send(msgs)
-}
-
-// Err returns the fatal error that stopped the member's loop, or nil.
-func (g *GossipNode) Err() error {
-	if p := g.fatal.Load(); p != nil {
-		return *p
-	}
-	return nil
-}
-
-// Done is closed when the loop has stopped (Stop, or a fatal error).
-func (g *GossipNode) Done() <-chan struct{} { return g.donec }
 
 // Stop stops the loop, the transport and the WAL, and waits for them. It
 // returns the first error met closing them. Calling it again returns the
 // same error.
 func (g *GossipNode) Stop() error {
-	g.stopMu.Lock()
-	defer g.stopMu.Unlock()
-	if g.stopped {
-		return g.closeErr
-	}
-	g.stopped = true
-	close(g.stopc)
-	<-g.donec
-	if g.cfg.LeaveTimeout > 0 {
-		awaitSent(g.tr, g.cfg.LeaveTimeout)
-	}
-	var errs []error
-	if err := g.tr.Close(); err != nil {
-		errs = append(errs, fmt.Errorf("node: closing the transport: %w", err))
-	}
-	errs = append(errs, g.closeStorage())
-	g.closeErr = errors.Join(errs...)
-	g.log.Info("stopped")
-	return g.closeErr
+	return g.stop(g.log, g.cfg.LeaveTimeout, g.tr, g.closeStorage)
 }
 
 func (g *GossipNode) closeStorage() error {
@@ -513,48 +463,22 @@ func (g *GossipNode) closeStorage() error {
 	return nil
 }
 
-func (g *GossipNode) checkRunning() error {
-	select {
-	case <-g.donec:
-		if err := g.Err(); err != nil {
-			return fmt.Errorf("%w: %w", ErrStopped, err)
-		}
-		return ErrStopped
-	default:
-		return nil
-	}
-}
-
 // do queues rq for the loop and waits for its answer.
 func (g *GossipNode) do(ctx context.Context, req kv.Request, write bool) (kv.Result, error) {
 	if err := g.checkRunning(); err != nil {
 		return kv.Result{}, err
 	}
-	if _, ok := ctx.Deadline(); !ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, g.cfg.RequestTimeout)
-		defer cancel()
-	}
+	ctx, cancel := withTimeout(ctx, g.cfg.RequestTimeout)
+	defer cancel()
 	rq := &gossipRequest{ctx: ctx, req: req, write: write, done: make(chan proposalResult, 1)}
 	select {
 	case g.reqc <- rq:
 	default:
 		return kv.Result{}, ErrBusy
 	}
-	var r proposalResult
-	select {
-	case r = <-rq.done:
-	case <-ctx.Done():
-		return kv.Result{}, ctx.Err()
-	case <-g.donec:
-		select {
-		case r = <-rq.done:
-		default:
-			return kv.Result{}, g.checkRunning()
-		}
-	}
-	if r.err != nil {
-		return kv.Result{}, r.err
+	r, err := g.await(ctx, rq.done)
+	if err != nil {
+		return kv.Result{}, err
 	}
 	return r.res, r.res.Err
 }
@@ -627,32 +551,11 @@ func (g *GossipNode) walBytes() int64 {
 func (g *GossipNode) StoreStatus() store.Status { return *g.storeStatus.Load() }
 
 // Members lists the cluster's members, as configured.
-func (g *GossipNode) Members() []Peer {
-	out := make([]Peer, len(g.cfg.Peers))
-	for i, p := range g.cfg.Peers {
-		p.PeerURLs, p.ClientURLs = slices.Clone(p.PeerURLs), slices.Clone(p.ClientURLs)
-		out[i] = p
-	}
-	return out
-}
+func (g *GossipNode) Members() []Peer { return clonePeers(g.cfg.Peers) }
 
-// Metrics returns a snapshot of the member's counters: writes and reads
-// served, WAL sync latency, transport statistics.
-func (g *GossipNode) Metrics() Metrics {
-	m := &g.metrics
-	out := Metrics{
-		ProposalsCommitted: m.proposalsCommitted.Load(),
-		ProposalsFailed:    m.proposalsFailed.Load(),
-		WALSyncLatency:     m.walSync.snapshot(),
-		ApplyLatency:       m.apply.snapshot(),
-		PeerRoundTrip:      map[consensus.NodeID]Histogram{},
-	}
-	if s, ok := g.tr.(interface{ Stats() transport.Stats }); ok {
-		st := s.Stats()
-		out.Transport = &st
-	}
-	return out
-}
+// Metrics returns a snapshot of the member's counters: writes served,
+// WAL sync latency, transport statistics.
+func (g *GossipNode) Metrics() Metrics { return g.metrics.snapshot(g.tr) }
 
 // lastAliveName is the file, in a gossip-mode data directory, that holds
 // when the member last ran (Unix milliseconds), written at most every

@@ -79,8 +79,10 @@ type Bucket struct {
 
 // Metrics returns a snapshot of the node's counters. It is safe to call
 // concurrently, and cheap enough for every metrics scrape.
-func (n *Node) Metrics() Metrics {
-	m := &n.metrics
+func (n *Node) Metrics() Metrics { return n.metrics.snapshot(n.tr) }
+
+// snapshot returns the counters, with tr's statistics if it keeps any.
+func (m *metrics) snapshot(tr transport.Transport) Metrics {
 	out := Metrics{
 		ProposalsCommitted: m.proposalsCommitted.Load(),
 		ProposalsFailed:    m.proposalsFailed.Load(),
@@ -94,7 +96,7 @@ func (n *Node) Metrics() Metrics {
 		out.PeerRoundTrip[id] = h.snapshot()
 	}
 	m.rttMu.Unlock()
-	if s, ok := n.tr.(interface{ Stats() transport.Stats }); ok {
+	if s, ok := tr.(interface{ Stats() transport.Stats }); ok {
 		st := s.Stats()
 		out.Transport = &st
 	}

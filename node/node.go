@@ -149,14 +149,10 @@ type Node struct {
 	prev                 consensus.Status // for logging changes
 	ticks                uint64
 
-	recvc  chan consensus.Message
-	propc  chan *proposal
-	readc  chan *readRequest
-	stopc  chan struct{}
-	donec  chan struct{}
-	stopMu sync.Mutex
-	// stopped is set once Stop began (under stopMu).
-	stopped bool
+	recvc chan consensus.Message
+	propc chan *proposal
+	readc chan *readRequest
+	lifecycle
 
 	// watch is the history of recent changes that watchers read; the
 	// loop publishes to it after each applied batch.
@@ -164,8 +160,6 @@ type Node struct {
 
 	status   atomic.Pointer[consensus.Status]
 	revision atomic.Int64
-	fatal    atomic.Pointer[error]
-	closeErr error
 
 	metrics metrics // see metrics.go
 
@@ -220,18 +214,17 @@ func Start(cfg Config) (*Node, error) {
 	}
 	logger = logger.With("member", cfg.Name, "id", cfg.ID)
 	n := &Node{
-		cfg:      cfg,
-		log:      logger,
-		proto:    proto,
-		clientID: rand.Uint64() | 1,
-		waiting:  map[uint64]*proposal{},
-		reads:    map[uint64]*readRequest{},
-		recvc:    make(chan consensus.Message, cfg.InboundQueueMax),
-		propc:    make(chan *proposal, cfg.ProposalQueueMax),
-		readc:    make(chan *readRequest, cfg.ReadQueueMax),
-		stopc:    make(chan struct{}),
-		donec:    make(chan struct{}),
-		watch:    NewWatchHub(0, cfg.WatchHistoryEvents, cfg.WatchHistoryBytes),
+		cfg:       cfg,
+		log:       logger,
+		proto:     proto,
+		clientID:  rand.Uint64() | 1,
+		waiting:   map[uint64]*proposal{},
+		reads:     map[uint64]*readRequest{},
+		recvc:     make(chan consensus.Message, cfg.InboundQueueMax),
+		propc:     make(chan *proposal, cfg.ProposalQueueMax),
+		readc:     make(chan *readRequest, cfg.ReadQueueMax),
+		lifecycle: newLifecycle(),
+		watch:     NewWatchHub(0, cfg.WatchHistoryEvents, cfg.WatchHistoryBytes),
 	}
 	n.metrics.heartbeat, n.metrics.heartbeatResp = proto.heartbeat, proto.heartbeatResp
 	for _, p := range cfg.Peers {
@@ -454,7 +447,7 @@ func (n *Node) run() {
 		case <-resume:
 		case <-n.stopc:
 			n.failAll(ErrStopped)
-			n.leave()
+			announceLeave(n.log, n.cfg.LeaveTimeout, n.swim, n.tr)
 			return
 		case <-ticker.C:
 			n.replica.Tick()
@@ -808,59 +801,15 @@ func (n *Node) failAll(err error) {
 
 // fail stops the loop after a fatal error.
 func (n *Node) fail(err error) {
-	n.fatal.Store(&err)
-	n.log.Error("node stopped after a fatal error; restart it to recover from what is durable", "err", err)
+	n.setFatal(n.log, err)
 	n.failAll(err)
 }
-
-// leave announces, if Config.LeaveTimeout asks for it, that the member
-// leaves the SWIM group; Stop then waits for the announcement to be sent.
-func (n *Node) leave() {
-	if n.cfg.LeaveTimeout <= 0 {
-		return
-	}
-	msgs, err := n.swim.leave()
-	if err != nil {
-		n.log.Warn("leaving the SWIM group", "err", err)
-	}
-	n.tr.Send(msgs)
-}
-
-// Err returns the fatal error that stopped the node's loop, or nil.
-func (n *Node) Err() error {
-	if p := n.fatal.Load(); p != nil {
-		return *p
-	}
-	return nil
-}
-
-// Done is closed when the node's loop has stopped, by Stop or by a fatal
-// error (see Err).
-func (n *Node) Done() <-chan struct{} { return n.donec }
 
 // Stop stops the loop, the transport and the storage, and waits for them.
 // It returns the first error met closing them. Calling it again returns
 // the same error.
 func (n *Node) Stop() error {
-	n.stopMu.Lock()
-	defer n.stopMu.Unlock()
-	if n.stopped {
-		return n.closeErr
-	}
-	n.stopped = true
-	close(n.stopc)
-	<-n.donec
-	if n.cfg.LeaveTimeout > 0 {
-		awaitSent(n.tr, n.cfg.LeaveTimeout)
-	}
-	var errs []error
-	if err := n.tr.Close(); err != nil {
-		errs = append(errs, fmt.Errorf("node: closing the transport: %w", err))
-	}
-	errs = append(errs, n.closeStorage())
-	n.closeErr = errors.Join(errs...)
-	n.log.Info("stopped")
-	return n.closeErr
+	return n.stop(n.log, n.cfg.LeaveTimeout, n.tr, n.closeStorage)
 }
 
 // closeStorage closes whatever storage is open.
@@ -880,26 +829,6 @@ func (n *Node) closeStorage() error {
 		}
 	}
 	return errors.Join(errs...)
-}
-
-// withTimeout bounds ctx by the request timeout if it has no deadline.
-func (n *Node) withTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
-	if _, ok := ctx.Deadline(); ok {
-		return ctx, func() {}
-	}
-	return context.WithTimeout(ctx, n.cfg.RequestTimeout)
-}
-
-func (n *Node) checkRunning() error {
-	select {
-	case <-n.donec:
-		if err := n.Err(); err != nil {
-			return fmt.Errorf("%w: %w", ErrStopped, err)
-		}
-		return ErrStopped
-	default:
-		return nil
-	}
 }
 
 // Propose replicates a write request and returns its result once this node
@@ -923,7 +852,7 @@ func (n *Node) Propose(ctx context.Context, req kv.Request) (res kv.Result, err 
 	if err := n.checkLeader(); err != nil {
 		return kv.Result{}, err
 	}
-	ctx, cancel := n.withTimeout(ctx)
+	ctx, cancel := withTimeout(ctx, n.cfg.RequestTimeout)
 	defer cancel()
 	p := &proposal{ctx: ctx, keys: req.Keys(), data: req.Encode(), done: make(chan proposalResult, 1)}
 	select {
@@ -946,25 +875,6 @@ func (n *Node) checkLeader() error {
 		return &consensus.NotLeaderError{Leader: st.Leader}
 	}
 	return nil
-}
-
-// await waits for the loop's answer on done, for ctx, or for the loop to
-// stop (the loop answers everything queued before it exits). It returns
-// the answer's err as its error.
-func (n *Node) await(ctx context.Context, done chan proposalResult) (proposalResult, error) {
-	var r proposalResult
-	select {
-	case r = <-done:
-	case <-ctx.Done():
-		return proposalResult{}, ctx.Err()
-	case <-n.donec:
-		select {
-		case r = <-done:
-		default:
-			return proposalResult{}, n.checkRunning()
-		}
-	}
-	return r, r.err
 }
 
 // Read serves a read-only request. A linearizable read reflects every
@@ -990,7 +900,7 @@ func (n *Node) Read(ctx context.Context, req kv.Request, linearizable bool) (kv.
 		if err := n.checkLeader(); err != nil {
 			return kv.Result{}, err
 		}
-		ctx, cancel := n.withTimeout(ctx)
+		ctx, cancel := withTimeout(ctx, n.cfg.RequestTimeout)
 		defer cancel()
 		rq := &readRequest{ctx: ctx, done: make(chan proposalResult, 1)}
 		if n.proto.readThroughLog != nil {
@@ -1066,14 +976,7 @@ func (n *Node) sizes() (db, walBytes int64) {
 }
 
 // Members lists the cluster's members, as configured.
-func (n *Node) Members() []Peer {
-	out := make([]Peer, len(n.cfg.Peers))
-	for i, p := range n.cfg.Peers {
-		p.PeerURLs, p.ClientURLs = slices.Clone(p.PeerURLs), slices.Clone(p.ClientURLs)
-		out[i] = p
-	}
-	return out
-}
+func (n *Node) Members() []Peer { return clonePeers(n.cfg.Peers) }
 
 // ID returns the node's member ID; Name its name.
 func (n *Node) ID() consensus.NodeID { return n.cfg.ID }

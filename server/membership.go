@@ -10,39 +10,23 @@ import (
 	"google.golang.org/grpc/metadata"
 
 	"github.com/synod-io/synod/consensus"
+	"github.com/synod-io/synod/node"
 	"github.com/synod-io/synod/transport"
 )
 
 // Membership is a member's SWIM view (membership and failure detection,
 // run beside its replica): how every member looks from here, and how
 // healthy this member itself is. The consensus protocols do not act on
-// it: a member may be alive to SWIM yet cut off from its leader.
-type Membership struct {
-	// Health is this member's local health score (Lifeguard's local
-	// health multiplier): 0 while it answers its probes in time, rising
-	// towards HealthMax as it misses them (it is slow or overloaded).
-	// Invariant: 0 <= Health <= HealthMax.
-	Health, HealthMax int
-	// Incarnation is this member's own incarnation number; it rises when
-	// the member refutes a suspicion of itself, and on every restart.
-	Incarnation uint64
-	// Members is every configured member, this one included, as this one
-	// sees it. Invariant: no ID is 0 or appears twice.
-	Members []MemberHealth
-}
+// it: a member may be alive to SWIM yet cut off from its leader. It is
+// the node's own type: Health is within 0..HealthMax, no member ID is 0
+// or listed twice, and a member's Name is empty when the view was read
+// from header metadata (ParseMembershipHeader), which carries IDs only.
+type Membership = node.MembershipStatus
 
-// MemberHealth is one member's SWIM state as another member sees it.
-type MemberHealth struct {
-	ID consensus.NodeID
-	// Name is the member's name; empty when read from header metadata
-	// (ParseMembershipHeader), which carries IDs only.
-	Name string
-	// State is one of the SWIM states below. A newer member may report
-	// another, which SWIMRank ranks as SWIMUnknown.
-	// Invariant: one word of printable ASCII, at most swimStateBytesMax.
-	State       string
-	Incarnation uint64
-}
+// MemberHealth is one member's SWIM state as another member sees it. Its
+// State is one of the SWIM states below; a newer member may report
+// another, which SWIMRank ranks as SWIMUnknown.
+type MemberHealth = node.MemberHealth
 
 // SWIM states, as MemberHealth.State names them.
 const (

@@ -550,12 +550,8 @@ func backendErr(err error) error {
 func (b backend) Status() server.NodeStatus {
 	st := b.n.Status()
 	var swim *server.Membership
-	if sw := st.Membership; len(sw.Members) > 0 { // a SWIM view lists at least the member itself
-		swim = &server.Membership{Health: sw.Health, HealthMax: sw.HealthMax, Incarnation: sw.Incarnation,
-			Members: make([]server.MemberHealth, len(sw.Members))}
-		for i, mh := range sw.Members {
-			swim.Members[i] = server.MemberHealth{ID: mh.ID, Name: mh.Name, State: mh.State, Incarnation: mh.Incarnation}
-		}
+	if len(st.Membership.Members) > 0 { // a SWIM view lists at least the member itself
+		swim = &st.Membership
 	}
 	return server.NodeStatus{
 		ClusterID: st.ClusterID, MemberID: st.MemberID, Name: st.Name, Protocol: st.Protocol,

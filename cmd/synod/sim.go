@@ -428,54 +428,81 @@ func runSim(cmd *cobra.Command, f *simFlags) error {
 	if _, err := configFor(cmd, f, p, first); err != nil {
 		return err
 	}
-	count := int(last - first + 1)
-	out := cmd.OutOrStdout()
-	errw := cmd.ErrOrStderr()
+	out, errw := cmd.OutOrStdout(), cmd.ErrOrStderr()
+	start := time.Now()
+	sum := &summary{violationsByChecker: map[string]int{}, nodesSeen: map[int]int{}}
+	err = driveSeeds(cmd, f.parallel, first, last, f.noProgress || f.verbose,
+		func(seed int64) (*sim.Result, error) {
+			cfg, err := configFor(cmd, f, p, seed)
+			if err != nil {
+				return nil, err
+			}
+			return sim.Run(cfg)
+		},
+		func(r *sim.Result) int64 {
+			sum.add(r)
+			if f.verbose {
+				fmt.Fprintf(out, "seed %-8d %d nodes  %6d ops  %4d leaders  %3d faults  %8.0f ticks  lin=%-7s %s\n",
+					r.Seed, r.Nodes, r.OpsOK, r.LeaderChanges, r.Faults.Total(), r.Ticks, r.Linearizability, runVerdict(r.OK()))
+			}
+			return r.Seed
+		},
+		func(r *sim.Result) {
+			if r.Linearizability != "Illegal" {
+				return
+			}
+			path := filepath.Join(f.outDir, fmt.Sprintf("%s-seed-%d.html", r.Protocol, r.Seed))
+			if err := os.MkdirAll(f.outDir, 0o755); err == nil {
+				if err := r.WriteVisualization(path); err == nil {
+					fmt.Fprintf(errw, "  visualization: %s\n", path)
+				}
+			}
+		})
+	if err != nil {
+		return err
+	}
+	sum.print(out, p.Name, time.Since(start))
+	if sum.failed > 0 {
+		return &exitError{code: 1}
+	}
+	return nil
+}
 
+// seedOutcome is what driveSeeds needs of a simulated run's result.
+type seedOutcome interface {
+	OK() bool
+	Report() string
+}
+
+// driveSeeds runs run for every seed in first..last on up to parallel
+// goroutines (runSeeds), with a progress bar on a terminal unless quiet.
+// It hands each result to each, which returns the result's seed; for a
+// run that found a violation it prints the report and the command that
+// replays the seed, then calls onViolation (nil: nothing more). It returns
+// the first run's error, if one failed to run.
+func driveSeeds[R seedOutcome](cmd *cobra.Command, parallel int, first, last int64, quiet bool,
+	run func(seed int64) (R, error), each func(R) int64, onViolation func(R)) error {
+	errw := cmd.ErrOrStderr()
 	var bar *progressbar.ProgressBar
-	if count > 1 && !f.noProgress && !f.verbose && term.IsTerminal(int(os.Stderr.Fd())) {
+	if count := int(last - first + 1); count > 1 && !quiet && term.IsTerminal(int(os.Stderr.Fd())) {
 		bar = progressbar.NewOptions(count, progressbar.OptionSetWriter(errw),
 			progressbar.OptionSetDescription("seeds"), progressbar.OptionShowCount(),
 			progressbar.OptionSetPredictTime(true), progressbar.OptionClearOnFinish())
 	}
-
-	start := time.Now()
-	results, errs := runSeeds(cmd.Context(), f.parallel, first, last, func(seed int64) (*sim.Result, error) {
-		cfg, err := configFor(cmd, f, p, seed)
-		if err != nil {
-			return nil, err
-		}
-		return sim.Run(cfg)
-	})
-
-	sum := &summary{violationsByChecker: map[string]int{}, nodesSeen: map[int]int{}}
+	results, errs := runSeeds(cmd.Context(), parallel, first, last, run)
 	for r := range results {
-		sum.add(r)
+		seed := each(r)
 		if bar != nil {
 			_ = bar.Add(1)
-		}
-		if f.verbose {
-			verdict := "ok"
-			if !r.OK() {
-				verdict = "VIOLATION"
-			}
-			fmt.Fprintf(out, "seed %-8d %d nodes  %6d ops  %4d leaders  %3d faults  %8.0f ticks  lin=%-7s %s\n",
-				r.Seed, r.Nodes, r.OpsOK, r.LeaderChanges, r.Faults.Total(), r.Ticks, r.Linearizability, verdict)
 		}
 		if !r.OK() {
 			if bar != nil {
 				_ = bar.Clear()
 			}
 			fmt.Fprint(errw, r.Report())
-			fmt.Fprintf(errw, "  replay: %s\n", replayCommand(cmd, r.Seed))
-			if r.Linearizability == "Illegal" {
-				path := filepath.Join(f.outDir, fmt.Sprintf("%s-seed-%d.html", r.Protocol, r.Seed))
-				if err := os.MkdirAll(f.outDir, 0o755); err == nil {
-					err = r.WriteVisualization(path)
-					if err == nil {
-						fmt.Fprintf(errw, "  visualization: %s\n", path)
-					}
-				}
+			fmt.Fprintf(errw, "  replay: %s\n", replayCommand(cmd, seed))
+			if onViolation != nil {
+				onViolation(r)
 			}
 		}
 	}
@@ -487,11 +514,15 @@ func runSim(cmd *cobra.Command, f *simFlags) error {
 	if bar != nil {
 		_ = bar.Finish()
 	}
-	sum.print(out, p.Name, time.Since(start))
-	if sum.failed > 0 {
-		return &exitError{code: 1}
-	}
 	return nil
+}
+
+// runVerdict names a run's outcome in verbose lines.
+func runVerdict(ok bool) string {
+	if ok {
+		return "ok"
+	}
+	return "VIOLATION"
 }
 
 // runSeeds runs run for every seed in first..last on up to parallel

@@ -3,16 +3,13 @@ package main
 import (
 	"fmt"
 	"io"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
 
-	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
-	"golang.org/x/term"
 
 	"github.com/synod-io/synod/sim/gossipsim"
 )
@@ -258,52 +255,27 @@ func runGossipSim(cmd *cobra.Command, f *simFlags) error {
 	if _, err := gossipConfigFor(cmd, f, first); err != nil {
 		return err
 	}
-	count := int(last - first + 1)
-	out, errw := cmd.OutOrStdout(), cmd.ErrOrStderr()
-	var bar *progressbar.ProgressBar
-	if count > 1 && !f.noProgress && !f.verbose && term.IsTerminal(int(os.Stderr.Fd())) {
-		bar = progressbar.NewOptions(count, progressbar.OptionSetWriter(errw),
-			progressbar.OptionSetDescription("seeds"), progressbar.OptionShowCount(),
-			progressbar.OptionSetPredictTime(true), progressbar.OptionClearOnFinish())
-	}
+	out := cmd.OutOrStdout()
 	start := time.Now()
-	results, errs := runSeeds(cmd.Context(), f.parallel, first, last, func(seed int64) (*gossipsim.Result, error) {
-		cfg, err := gossipConfigFor(cmd, f, seed)
-		if err != nil {
-			return nil, err
-		}
-		return gossipsim.Run(cfg)
-	})
-
 	sum := &gossipSummary{sizes: map[int]int{}, violationsByChecker: map[string]int{}}
-	for r := range results {
-		sum.add(r)
-		if bar != nil {
-			_ = bar.Add(1)
-		}
-		if f.verbose {
-			verdict := "ok"
-			if !r.OK() {
-				verdict = "VIOLATION"
+	err = driveSeeds(cmd, f.parallel, first, last, f.noProgress || f.verbose,
+		func(seed int64) (*gossipsim.Result, error) {
+			cfg, err := gossipConfigFor(cmd, f, seed)
+			if err != nil {
+				return nil, err
 			}
-			fmt.Fprintf(out, "seed %-8d %4d nodes  %6d writes  %3d faults  %3d false positives  membership %5.0f  store %5.0f ticks  %8.0f ticks  %s\n",
-				r.Seed, r.Nodes, r.Writes, r.Faults.Total(), r.Deaths.FalsePositives, r.MembershipTicks, r.StoreTicks, r.Ticks, verdict)
-		}
-		if !r.OK() {
-			if bar != nil {
-				_ = bar.Clear()
+			return gossipsim.Run(cfg)
+		},
+		func(r *gossipsim.Result) int64 {
+			sum.add(r)
+			if f.verbose {
+				fmt.Fprintf(out, "seed %-8d %4d nodes  %6d writes  %3d faults  %3d false positives  membership %5.0f  store %5.0f ticks  %8.0f ticks  %s\n",
+					r.Seed, r.Nodes, r.Writes, r.Faults.Total(), r.Deaths.FalsePositives, r.MembershipTicks, r.StoreTicks, r.Ticks, runVerdict(r.OK()))
 			}
-			fmt.Fprint(errw, r.Report())
-			fmt.Fprintf(errw, "  replay: %s\n", replayCommand(cmd, r.Seed))
-		}
-	}
-	select {
-	case err := <-errs:
+			return r.Seed
+		}, nil)
+	if err != nil {
 		return err
-	default:
-	}
-	if bar != nil {
-		_ = bar.Finish()
 	}
 	sum.print(out, time.Since(start))
 	if sum.failed > 0 {
